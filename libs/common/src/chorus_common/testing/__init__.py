@@ -1,0 +1,16 @@
+"""Test support in one place: real servers, in-process services, waiting with deadlines."""
+
+from chorus_common.natsserver import NatsServer, free_port
+from chorus_common.processes import ServiceProcess
+from chorus_common.testing._inprocess import serve_in_process
+from chorus_common.testing._redis import RedisServer
+from chorus_common.testing._wait import wait_until
+
+__all__ = [
+    "NatsServer",
+    "RedisServer",
+    "ServiceProcess",
+    "free_port",
+    "serve_in_process",
+    "wait_until",
+]

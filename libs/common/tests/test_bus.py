@@ -1,0 +1,173 @@
+"""Typed publish → durable consume against a real nats-server."""
+
+import asyncio
+
+import nats
+import pytest
+from chorus_common.bus import Bus, Delivery
+from chorus_common.config import ChorusSettings
+from chorus_common.envelopes import Envelope, MessageType
+from chorus_common.envelopes.samples import SAMPLE_PAYLOADS
+from chorus_common.errors import UnavailableError
+from chorus_common.metrics import BusMetrics
+from chorus_common.natsserver import NatsServer
+from chorus_common.testing import wait_until
+from prometheus_client import CollectorRegistry
+
+
+def sample(message_type: MessageType, **fields: object) -> Envelope:
+    return Envelope(
+        type=message_type,
+        sender="agent-1",
+        sender_role="backend",
+        project="chorus",
+        task="t-1",
+        thread="th-1",
+        payload=SAMPLE_PAYLOADS[message_type],
+        **fields,
+    )
+
+
+async def test_every_type_round_trips_publish_to_durable_consume(bus_client: Bus) -> None:
+    sent = {t: sample(t) for t in MessageType}
+    for env in sent.values():
+        acks = await bus_client.publish(env)
+        assert acks[0].stream == "CHORUS_EVENTS" and not acks[0].duplicate
+
+    received: dict[str, Envelope] = {}
+
+    async def handle(env: Envelope, delivery: Delivery) -> None:
+        received[env.id] = env
+
+    # one durable consumer per primary subject family keeps copies (role/project) out
+    await bus_client.subscribe("chorus.coord.>", "rt-coord", handle)
+    await bus_client.subscribe("chorus.hmmm.>", "rt-hmmm", handle)
+    await bus_client.subscribe("chorus.context.>", "rt-context", handle)
+    await bus_client.subscribe("chorus.project.chorus.>", "rt-project", handle)
+    await wait_until(lambda: len(received) == len(sent), timeout=10, message="all 31 consumed")
+    for env in sent.values():
+        got = received[env.id]
+        assert got == env
+        assert type(got.payload) is type(env.payload)
+    assert len(sent) == 31
+
+
+async def test_duplicate_publish_is_deduplicated(bus_client: Bus) -> None:
+    env = sample(MessageType.TASK_CLAIM)
+    first = await bus_client.publish(env)
+    second = await bus_client.publish(env)
+    assert second[0].duplicate and second[0].seq == first[0].seq
+
+
+async def test_role_fan_out_reaches_role_subject(bus_client: Bus) -> None:
+    env = sample(MessageType.EXPERTISE_REQUEST, to_roles=["security", "devops"])
+    acks = await bus_client.publish(env)
+    assert len(acks) >= 3
+    nc = bus_client.nc
+    js = nc.jetstream()
+    msg = await js.get_last_msg("CHORUS_EVENTS", "chorus.role.security.expertise_request")
+    assert Envelope.decode(msg.data).id == env.id
+
+
+async def test_failed_handler_is_redelivered_then_acked(bus_client: Bus) -> None:
+    env = sample(MessageType.TASK_PROGRESS)
+    await bus_client.publish(env)
+    attempts: list[int] = []
+
+    async def flaky(got: Envelope, delivery: Delivery) -> None:
+        attempts.append(delivery.num_delivered)
+        if len(attempts) < 3:
+            raise RuntimeError("transient")
+
+    await bus_client.subscribe("chorus.coord.task_progress", "flaky", flaky)
+    await wait_until(lambda: len(attempts) >= 3, timeout=10, message="three deliveries")
+    assert attempts[:3] == [1, 2, 3]
+    await asyncio.sleep(0.5)
+    assert len(attempts) == 3  # acked after success: no further redelivery
+
+
+async def test_poison_message_is_terminated_and_counted(nats_url: str) -> None:
+    registry = CollectorRegistry()
+    metrics = BusMetrics(registry)
+    bus = Bus(ChorusSettings(nats_url=nats_url), "poison-test", metrics=metrics)
+    await bus.connect(timeout=10)
+    try:
+        await bus.js.publish("chorus.coord.task_claim", b"{this is not json")
+        good = sample(MessageType.TASK_CLAIM)
+        await bus.publish(good)
+        seen: list[str] = []
+
+        async def handle(env: Envelope, delivery: Delivery) -> None:
+            seen.append(env.id)
+
+        await bus.subscribe("chorus.coord.task_claim", "poison", handle)
+        await wait_until(lambda: seen == [good.id], timeout=10, message="good one handled")
+        value = registry.get_sample_value(
+            "chorus_bus_poison_messages_total",
+            {"consumer": "poison", "reason": "malformed_envelope"},
+        )
+        assert value == 1.0
+        info = await bus.js.consumer_info("CHORUS_EVENTS", "poison")
+        assert info.num_ack_pending == 0 and info.num_pending == 0
+    finally:
+        await bus.close()
+
+
+async def test_traceparent_header_travels_with_the_envelope(bus_client: Bus) -> None:
+    env = sample(MessageType.STATUS_UPDATE)
+    headers: dict[str, str] = {}
+
+    async def handle(got: Envelope, delivery: Delivery) -> None:
+        headers.update(delivery.headers)
+
+    await bus_client.publish(env)
+    await bus_client.subscribe("chorus.project.chorus.status_update", "trace", handle)
+    await wait_until(lambda: headers, timeout=10, message="delivery")
+    assert headers["Nats-Msg-Id"] == env.id
+    assert headers["traceparent"].startswith("00-")
+
+
+async def test_acknowledged_envelopes_survive_sigkill_of_nats(nats_server: NatsServer) -> None:
+    bus = Bus(ChorusSettings(nats_url=nats_server.url), "durability")
+    await bus.connect(timeout=10)
+    try:
+        sent = [sample(MessageType.TASK_ANNOUNCEMENT) for _ in range(50)]
+        for env in sent:
+            await bus.publish(env)
+        nats_server.kill()
+        with pytest.raises(UnavailableError):
+            await bus.publish(sample(MessageType.TASK_ANNOUNCEMENT), timeout=0.5)
+        nats_server.start()
+        await wait_until(lambda: bus.is_connected, timeout=15, message="reconnected")
+        got: list[str] = []
+
+        async def handle(env: Envelope, delivery: Delivery) -> None:
+            got.append(env.id)
+
+        await bus.subscribe("chorus.coord.task_announcement", "after-kill", handle)
+        await wait_until(lambda: len(got) >= len(sent), timeout=15, message="all back")
+        assert [e.id for e in sent] == got[: len(sent)]
+    finally:
+        await bus.close()
+
+
+async def test_connect_to_nothing_says_where_it_tried() -> None:
+    bus = Bus(ChorusSettings(nats_url="nats://127.0.0.1:1"), "nowhere")
+    with pytest.raises(UnavailableError) as info:
+        await bus.connect(timeout=0.5)
+    assert "nats://127.0.0.1:1" in info.value.detail
+
+
+async def test_core_subscribers_see_published_envelopes(bus_client: Bus, nats_url: str) -> None:
+    """What `nats sub 'chorus.>'` shows a user debugging the bus."""
+    nc = await nats.connect(nats_url)
+    seen: list[str] = []
+
+    async def cb(msg: nats.aio.msg.Msg) -> None:
+        seen.append(msg.subject)
+
+    await nc.subscribe("chorus.>", cb=cb)
+    await nc.flush()
+    await bus_client.publish(sample(MessageType.TASK_COMPLETE))
+    await wait_until(lambda: "chorus.coord.task_complete" in seen, timeout=5, message="seen")
+    await nc.close()

@@ -1,0 +1,88 @@
+"""Leader leases: one holder at a time, terms grow, a stale term is refused."""
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chorus_common.bus import Bus
+from chorus_common.errors import ConflictError
+from chorus_common.leadership import LeaderLease, LeaseRecord, LeaseRules, current_term
+from chorus_common.testing import wait_until
+
+
+def test_holder_stops_before_a_contender_may_start() -> None:
+    holder = LeaseRules(me="a", ttl=1.0, margin=0.25)
+    contender = LeaseRules(me="b", ttl=1.0, margin=0.25)
+    holder.renewed(sent_at=10.0)  # write lands at 10.0 + network delay
+    record = LeaseRecord("a", 3, 1.0)
+    assert not contender.may_take_over(record, revision=7, now=10.05)
+    assert holder.holding(10.7) and not holder.holding(10.75)
+    assert not contender.may_take_over(record, revision=7, now=11.0)
+    assert contender.may_take_over(record, revision=7, now=11.05)
+
+
+@given(
+    sent=st.floats(0, 1e6),
+    delay=st.floats(0, 5),
+    ttl=st.floats(0.1, 60),
+    probe=st.floats(0, 120),
+)
+def test_no_instant_where_both_act(sent: float, delay: float, ttl: float, probe: float) -> None:
+    holder = LeaseRules(me="a", ttl=ttl, margin=ttl * 0.25)
+    contender = LeaseRules(me="b", ttl=ttl, margin=ttl * 0.25)
+    holder.renewed(sent)
+    seen = sent + delay  # the contender sees the write no earlier than it was sent
+    contender.observe(revision=1, now=seen)
+    now = seen + probe
+    taking_over = contender.may_take_over(LeaseRecord("a", 1, ttl), revision=1, now=now)
+    assert not (taking_over and holder.holding(now))
+
+
+def test_released_lease_is_free_at_once() -> None:
+    rules = LeaseRules(me="b", ttl=5, margin=1)
+    assert rules.may_take_over(LeaseRecord(None, 4, 5), revision=9, now=0.0)
+
+
+async def _lease(bus: Bus, holder: str, **kw: object) -> LeaderLease:
+    lease = await LeaderLease.open(bus.js, "test", holder, ttl=0.6, **kw)
+    lease.start()
+    return lease
+
+
+async def test_single_leader_then_failover_with_higher_term(bus_client: Bus) -> None:
+    a = await _lease(bus_client, "a")
+    term_a = await a.wait_until_leader(5)
+    b = await _lease(bus_client, "b")
+    await asyncio.sleep(1.5)  # several renewals: b must not take over a live lease
+    assert a.is_leader and not b.is_leader
+    # crash of a: no release, renewals stop
+    assert a._task is not None
+    a._task.cancel()
+    term_b = await b.wait_until_leader(5)
+    assert term_b == term_a + 1
+    assert await current_term(a.kv, "test") == ("b", term_b)
+    with pytest.raises(ConflictError):
+        b.require_term(term_a)
+    b.require_term(term_b)
+    await b.stop()
+
+
+async def test_graceful_release_hands_over_immediately(bus_client: Bus) -> None:
+    elected: list[tuple[str, int]] = []
+    demoted: list[tuple[str, int]] = []
+    a = await _lease(bus_client, "a")
+    a.on_demoted.append(lambda t: _record(demoted, "a", t))
+    term_a = await a.wait_until_leader(5)
+    b = await _lease(bus_client, "b")
+    b.on_elected.append(lambda t: _record(elected, "b", t))
+    await a.stop(release=True)
+    assert demoted == [("a", term_a)]
+    await wait_until(lambda: elected, timeout=2, message="b elected quickly")
+    assert elected == [("b", term_a + 1)]
+    await b.stop()
+
+
+async def _record(into: list[tuple[str, int]], who: str, term: int) -> None:
+    into.append((who, term))
