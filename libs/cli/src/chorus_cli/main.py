@@ -117,6 +117,7 @@ def up(
                 if any(not p.running for p in processes):
                     break
                 time.sleep(0.1)
+        console.print()
         elapsed = time.monotonic() - started
         failed = [p for p in processes if states.get(p.instance) != "ready"]
         if stopping:

@@ -64,6 +64,7 @@ class Bus:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._consumers: list[Consumer] = []
+        self._closing = False
         self.connected = asyncio.Event()
 
     @property
@@ -84,12 +85,16 @@ class Bus:
 
     async def connect(self, *, declare: bool = True, timeout: float | None = None) -> None:
         """Connect (retrying until ``timeout``), then declare streams and buckets."""
+        tracing.configure_tracing(self.name, self.settings.otel_exporter)
         options = self._connect_options()
         deadline = time.monotonic() + (timeout if timeout is not None else 30.0)
         delay = 0.1
         while True:
+            # nats-py retries an unreachable first server forever when reconnects are
+            # unlimited, so each attempt gets its own bound
+            attempt = max(0.1, min(deadline - time.monotonic(), 5.0))
             try:
-                self._nc = await nats.connect(**options)
+                self._nc = await asyncio.wait_for(nats.connect(**options), timeout=attempt)
                 break
             except Exception as exc:
                 if time.monotonic() + delay > deadline:
@@ -143,7 +148,8 @@ class Bus:
         if self.metrics:
             self.metrics.connected.set(0)
             self.metrics.disconnects.inc()
-        log.warning("disconnected from NATS; reconnecting")
+        if not self._closing:
+            log.warning("disconnected from NATS; reconnecting")
 
     async def _on_reconnect(self) -> None:
         self.connected.set()
@@ -165,7 +171,7 @@ class Bus:
     async def rtt(self, timeout: float = 2.0) -> float:
         """Measured round trip to the server (the active bus probe)."""
         started = time.perf_counter()
-        await self.nc.flush(timeout=timeout)
+        await self.nc.flush(timeout=max(1, round(timeout)))
         elapsed = time.perf_counter() - started
         if self.metrics:
             self.metrics.rtt.set(elapsed)
@@ -286,6 +292,7 @@ class Bus:
 
     async def close(self) -> None:
         """Stop consumers, then drain so in-flight messages and acks are flushed."""
+        self._closing = True
         for consumer in self._consumers:
             await consumer.stop()
         self._consumers.clear()

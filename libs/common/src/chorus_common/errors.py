@@ -18,7 +18,8 @@ stable ``code`` and an HTTP ``status``, and is turned into
     │   ├── BadSignatureError
     │   ├── UnknownKeyError
     │   ├── FeedGapError
-    │   └── FeedForkError
+    │   ├── FeedForkError
+    │   └── FeedReplayError
     ├── UcxlAddressError            an address does not follow the grammar
     ├── SubjectError                a subject or filter has invalid tokens
     ├── AuthError                   missing or wrong bearer token
@@ -147,6 +148,12 @@ class FeedForkError(FeedError):
     code = "feed_fork"
     status = 409
     title = "Fork in feed"
+
+
+class FeedReplayError(FeedError):
+    code = "feed_replay"
+    status = 409
+    title = "Replayed feed entry"
 
 
 class UcxlAddressError(ChorusError):

@@ -193,7 +193,9 @@ class LeaderLease:
                 return
             record = LeaseRecord(self.holder, self.term, self.ttl)
             try:
-                self._revision = await self.kv.update(self.key, record.encode(), last=self._revision)
+                self._revision = await self.kv.update(
+                    self.key, record.encode(), last=self._revision
+                )
             except KeyWrongLastSequenceError:
                 log.warning("lease %s taken over; stepping down from term %s", self.key, self.term)
                 rules.lost()

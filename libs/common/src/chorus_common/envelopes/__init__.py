@@ -12,9 +12,12 @@ from chorus_common.envelopes._envelope import (
 )
 from chorus_common.envelopes._ids import new_id
 from chorus_common.envelopes._payloads import *  # noqa: F403
+from chorus_common.envelopes._payloads import __all__ as _payload_names
+from chorus_common.envelopes._schema import envelope_json_schema, type_schemas
 from chorus_common.envelopes._types import MessageGroup, MessageType
 
 __all__ = [
+    *_payload_names,
     "DEFAULT_MAX_BYTES",
     "Envelope",
     "MessageGroup",
@@ -26,4 +29,6 @@ __all__ = [
     "payload_model",
     "register_payload",
     "registered_types",
+    "type_schemas",
+    "envelope_json_schema",
 ]

@@ -44,7 +44,7 @@ class Payload(BaseModel):
     """Base of every typed payload; unknown fields are refused so typos surface."""
 
     model_config = ConfigDict(extra="forbid")
-    message_type: ClassVar[MessageType]
+    envelope_type: ClassVar[MessageType]
 
 
 class Redaction(BaseModel):
@@ -210,7 +210,7 @@ def register_payload(message_type: MessageType) -> Any:
     """Class decorator binding a payload model to its message type."""
 
     def bind(model: type[Payload]) -> type[Payload]:
-        model.message_type = message_type
+        model.envelope_type = message_type
         _REGISTRY[message_type] = model
         return model
 

@@ -26,7 +26,7 @@ async def wait_until(
             if inspect.isawaitable(result):
                 result = await result
             if result:
-                return result  # type: ignore[return-value]
+                return result
         except Exception as exc:  # the condition may fail until it holds
             last_error = exc
         if time.monotonic() >= deadline:
