@@ -8,8 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chorus_common.natsserver import NatsServer
@@ -29,21 +31,35 @@ def _alive(pid: int) -> bool:
         return False
 
 
+class _Output:
+    """Collects a process's output on a thread so the test can wait for a line with a deadline."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        assert proc.stdout is not None
+        self._thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, needle: str, timeout: float) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(needle in line for line in self.lines):
+                return list(self.lines)
+            time.sleep(0.05)
+        joined = "\n".join(self.lines)
+        raise AssertionError(f"{needle!r} not printed within {timeout}s; output:\n{joined}")
+
+
 def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> list[str]:
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), False)
-    buffer = ""
-    while time.monotonic() < deadline:
-        chunk = proc.stdout.read()
-        if chunk:
-            buffer += chunk
-            if needle in buffer:
-                return buffer.splitlines()
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"{needle!r} not printed within {timeout}s; output:\n{buffer}")
+    output = getattr(proc, "_chorus_output", None)
+    if output is None:
+        output = _Output(proc)
+        proc._chorus_output = output  # type: ignore[attr-defined]
+    return output.wait_for(needle, timeout)
 
 
 @pytest.mark.slow
@@ -106,8 +122,9 @@ def test_chorus_up_ready_status_tail_and_clean_stop(tmp_path: Path) -> None:
             timeout=30,
         )
         assert publish.returncode == 0, publish.stderr
-        out, _ = tail.communicate(timeout=20)
+        tail.wait(timeout=20)
         assert tail.returncode == 0
+        out = "\n".join(tail._chorus_output.lines)  # type: ignore[attr-defined]
         assert "task_claim" in out and "from" in out and "agent-7" in out
 
         proc.send_signal(signal.SIGINT)
