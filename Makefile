@@ -16,7 +16,7 @@ export UV_LINK_MODE := copy
 PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 MYPY_TARGETS := libs/common/src/chorus_common
 
-.PHONY: setup system-deps lint format typecheck test test-fast bench up clean
+.PHONY: setup system-deps generate lint format test test-fast bench up clean
 
 setup: $(VENV)/.synced system-deps
 
@@ -31,11 +31,21 @@ $(VENV)/.synced: $(UV) uv.lock $(PYPROJECTS)
 uv.lock: $(PYPROJECTS) | $(UV)
 	$(UV) lock
 
+# Debian packages the tests run for real: redis-server, prometheus (and promtool).
+DEBIAN_PACKAGES := redis-server prometheus
+DEBIAN_PROBES := redis-server promtool prometheus
+
 system-deps:
-	@command -v redis-server >/dev/null || { \
-	  echo "installing redis-server (Debian package)"; \
+	@missing=; for bin in $(DEBIAN_PROBES); do command -v $$bin >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $(DEBIAN_PACKAGES)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
+	fi
+
+generate: $(VENV)/.synced
+	$(BIN)/python deploy/grafana/generate.py
+	$(BIN)/python docs/generate_metrics.py
 
 format: $(VENV)/.synced
 	$(BIN)/ruff format .

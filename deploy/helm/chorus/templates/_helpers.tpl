@@ -1,0 +1,152 @@
+{{/* Names */}}
+{{- define "chorus.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "chorus.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* values key -> service name used by `chorus serve` */}}
+{{- define "chorus.serviceNames" -}}
+licensing: licensing
+election: election
+pubsubGateway: pubsub-gateway
+coordinator: coordinator
+backbeat: backbeat
+hap: hap
+{{- end -}}
+
+{{- define "chorus.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "chorus.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: chorus
+{{- end -}}
+
+{{- define "chorus.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "chorus.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "chorus.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "chorus.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "chorus.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "chorus.adminSecretName" -}}
+{{- default (printf "%s-admin" (include "chorus.fullname" .)) .Values.adminToken.existingSecret -}}
+{{- end -}}
+
+{{- define "chorus.natsUrl" -}}
+{{- if .Values.nats.embedded.enabled -}}
+{{- printf "nats://%s-nats:4222" (include "chorus.fullname" .) -}}
+{{- else -}}
+{{- .Values.nats.url -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "chorus.redisUrl" -}}
+{{- if .Values.redis.embedded.enabled -}}
+{{- printf "redis://%s-redis:6379/0" (include "chorus.fullname" .) -}}
+{{- else -}}
+{{- .Values.redis.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Environment shared by every CHORUS container. */}}
+{{- define "chorus.env" -}}
+- name: CHORUS_NODE_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: CHORUS_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "chorus.adminSecretName" . }}
+      key: admin-token
+{{- with .Values.nats.authSecret }}
+- name: CHORUS_NATS_USER
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: username, optional: true}
+- name: CHORUS_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: password, optional: true}
+- name: CHORUS_NATS_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: token, optional: true}
+{{- end }}
+{{- if .Values.nats.credentialsSecret }}
+- name: CHORUS_NATS_CREDS
+  value: /etc/chorus/nats-creds/nats.creds
+{{- end }}
+{{- if .Values.nats.tls.enabled }}
+- name: CHORUS_NATS_TLS_CA
+  value: /etc/chorus/nats-tls/ca.crt
+- name: CHORUS_NATS_TLS_CERT
+  value: /etc/chorus/nats-tls/tls.crt
+- name: CHORUS_NATS_TLS_KEY
+  value: /etc/chorus/nats-tls/tls.key
+{{- end }}
+{{- end -}}
+
+{{- define "chorus.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.nats.credentialsSecret }}
+- name: nats-creds
+  mountPath: /etc/chorus/nats-creds
+  readOnly: true
+{{- end }}
+{{- if .Values.nats.tls.enabled }}
+- name: nats-tls
+  mountPath: /etc/chorus/nats-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "chorus.volumes" -}}
+- name: tmp
+  emptyDir: {}
+{{- if .Values.nats.credentialsSecret }}
+- name: nats-creds
+  secret:
+    secretName: {{ .Values.nats.credentialsSecret }}
+{{- end }}
+{{- if .Values.nats.tls.enabled }}
+- name: nats-tls
+  secret:
+    secretName: {{ .Values.nats.tls.secretName }}
+{{- end }}
+{{- end -}}
+
+{{- define "chorus.probes" -}}
+startupProbe:
+  httpGet: {path: /health/live, port: http}
+  periodSeconds: 2
+  failureThreshold: 30
+livenessProbe:
+  httpGet: {path: /health/live, port: http}
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 3
+readinessProbe:
+  httpGet: {path: /health/ready, port: http}
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 2
+{{- end -}}

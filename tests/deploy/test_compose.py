@@ -1,0 +1,78 @@
+"""compose.yaml and the Dockerfile, checked statically (no Docker engine here) against the chart."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import yaml
+from chorus_common.processes import SERVICE_MODULES
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+INSTANCES = [
+    "licensing",
+    "election",
+    "pubsub-gateway",
+    "dht-1",
+    "dht-2",
+    "dht-3",
+    "coordinator",
+    "backbeat",
+    "hap",
+]
+
+
+def chart_env() -> set[str]:
+    chart = helm.Chart.load(str(ROOT / "deploy" / "helm" / "chorus"))
+    docs = []
+    values = {"redis": {"url": "redis://redis:6379/0"}}
+    for path, text in chart.render(values, name="chorus", namespace="chorus").items():
+        if not path.endswith("NOTES.txt"):
+            docs.extend(d for d in yaml.safe_load_all(text) if d)
+    names = set(next(d for d in docs if d["metadata"]["name"] == "chorus-config")["data"])
+    for d in docs:
+        if d["kind"] in ("Deployment", "StatefulSet") and d["metadata"]["name"] != "chorus-nats":
+            names |= {e["name"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    return names
+
+
+def test_every_service_is_present_with_healthcheck_and_dependencies() -> None:
+    services = COMPOSE["services"]
+    assert set(INSTANCES) | {"nats", "redis"} == set(services)
+    for name in INSTANCES:
+        svc = services[name]
+        command = svc["command"][0]
+        assert command in SERVICE_MODULES, name
+        assert name.startswith(command.split("-")[0]) or command == "dht"
+        assert "/health/ready" in " ".join(svc["healthcheck"]["test"])
+        assert svc["depends_on"]["nats"]["condition"] == "service_healthy"
+        if name != "licensing":
+            assert svc["depends_on"]["licensing"]["condition"] == "service_healthy"
+        assert svc["environment"]["CHORUS_NODE_ID"] == name
+        assert svc["read_only"] is True
+    assert services["nats"]["healthcheck"] and services["redis"]["healthcheck"]
+
+
+def test_compose_environment_matches_the_chart() -> None:
+    compose_env = set(COMPOSE["services"]["election"]["environment"])
+    assert compose_env <= chart_env(), compose_env - chart_env()
+
+
+def test_compose_nats_is_durable() -> None:
+    conf = (ROOT / "deploy" / "compose" / "nats.conf").read_text()
+    assert re.search(r"sync_interval:\s*always", conf)
+    assert "jetstream" in conf
+    mounted = COMPOSE["services"]["nats"]["volumes"][0]
+    assert mounted.startswith("./deploy/compose/nats.conf:")
+
+
+def test_dockerfile_is_non_root_with_healthcheck_and_chorus_serve() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^USER 10001", text, re.M)
+    assert "HEALTHCHECK" in text and "/health/ready" in text
+    assert 'ENTRYPOINT ["chorus", "serve"]' in text
+    assert text.count("FROM ") >= 2  # multi-stage
+    assert "uv sync --frozen" in text
