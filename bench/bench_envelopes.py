@@ -21,14 +21,15 @@ import time
 from pathlib import Path
 
 import nats
+from nats.js.api import AckPolicy, ConsumerConfig
+from prometheus_client import CollectorRegistry
+
 from chorus_common.bus import Bus, Delivery
 from chorus_common.config import ChorusSettings
 from chorus_common.envelopes import Envelope, MessageType
 from chorus_common.envelopes.samples import SAMPLE_PAYLOADS
 from chorus_common.metrics import BusMetrics
 from chorus_common.natsserver import NatsServer
-from nats.js.api import AckPolicy, ConsumerConfig
-from prometheus_client import CollectorRegistry
 
 SUBJECT = "chorus.coord.task_claim"
 

@@ -17,10 +17,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client.registry import Collector
+
 from chorus_common.config import ChorusSettings
 from chorus_common.processes import SERVICE_MODULES
 from chorus_common.service import Service
-from prometheus_client.registry import Collector
 
 OUT = Path(__file__).resolve().parent / "metrics.md"
 CATEGORIES = (

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from chorus_common.natsserver import NatsServer
 
 CHORUS = str(Path(sys.executable).parent / "chorus")

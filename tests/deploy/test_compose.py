@@ -8,6 +8,7 @@ from typing import Any
 
 import helm_python as helm
 import yaml
+
 from chorus_common.processes import SERVICE_MODULES
 
 ROOT = Path(__file__).resolve().parents[2]

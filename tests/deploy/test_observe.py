@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
 from chorus_cli.constellation import Constellation
 from chorus_common.natsserver import free_port, wait_for_port
 

@@ -4,6 +4,8 @@ import asyncio
 
 import nats
 import pytest
+from prometheus_client import CollectorRegistry
+
 from chorus_common.bus import Bus, Delivery
 from chorus_common.config import ChorusSettings
 from chorus_common.envelopes import Envelope, MessageType
@@ -12,7 +14,6 @@ from chorus_common.errors import UnavailableError
 from chorus_common.metrics import BusMetrics
 from chorus_common.natsserver import NatsServer
 from chorus_common.testing import wait_until
-from prometheus_client import CollectorRegistry
 
 
 def sample(message_type: MessageType, **fields: object) -> Envelope:

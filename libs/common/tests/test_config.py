@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+
 from chorus_common.config import ChorusSettings, load_settings
 from chorus_common.errors import ConfigError
 

@@ -3,6 +3,9 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from chorus_common.envelopes import Envelope, MessageGroup, MessageType, payload_model, type_schemas
 from chorus_common.envelopes.samples import SAMPLE_PAYLOADS
 from chorus_common.errors import (
@@ -11,8 +14,6 @@ from chorus_common.errors import (
     PayloadError,
     UnknownTypeError,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def test_there_are_31_types_in_five_groups() -> None:

@@ -1,6 +1,7 @@
 """Feeds: a tampered signature, a gap, a fork and a replay are each reported as such."""
 
 import pytest
+
 from chorus_common.envelopes import Envelope, MessageType
 from chorus_common.envelopes.samples import SAMPLE_PAYLOADS
 from chorus_common.errors import (

@@ -3,12 +3,13 @@
 import asyncio
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from chorus_common.bus import Bus
 from chorus_common.errors import ConflictError
 from chorus_common.leadership import LeaderLease, LeaseRecord, LeaseRules, current_term
 from chorus_common.testing import wait_until
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def test_holder_stops_before_a_contender_may_start() -> None:

@@ -4,13 +4,14 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel
+
 from chorus_common.config import ChorusSettings
 from chorus_common.errors import ConflictError
 from chorus_common.service import Service
 from chorus_common.testing import serve_in_process, wait_until
 from chorus_common.testing.behaviour import ServiceBehaviour
-from fastapi import Depends, FastAPI
-from pydantic import BaseModel
 
 
 class Widget(BaseModel):
@@ -162,3 +163,26 @@ async def test_bad_body_and_domain_errors_are_problem_json(
     assert conflict.json()["detail"] == "widget 'taken' exists already"
     metrics = (await client.get("/metrics")).text
     assert "chorus_system_errors_total{" in metrics and 'code="conflict"' in metrics
+
+
+class BrokenSetupService(Service):
+    name = "broken"
+
+    async def setup(self) -> None:
+        raise RuntimeError("schema v3 required")
+
+
+async def test_failed_setup_keeps_service_up_and_not_ready_with_the_reason(
+    make_settings: Callable[..., ChorusSettings],
+) -> None:
+    service = BrokenSetupService(make_settings())
+    async with (
+        serve_in_process(service, ready=False) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        await wait_until(lambda: service.setup_error, timeout=10, message="setup failed")
+        resp = await client.get("/health/ready")
+        assert resp.status_code == 503
+        failing = {c["name"]: c for c in resp.json()["failing"]}
+        assert failing["setup"]["detail"] == "RuntimeError: schema v3 required"
+        assert (await client.get("/health/live")).status_code == 200

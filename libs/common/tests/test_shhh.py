@@ -3,12 +3,13 @@
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from chorus_common.envelopes import Envelope, MessageType
 from chorus_common.feeds import FeedVerifier, FeedWriter
 from chorus_common.shhh import RedactingFilter, Redactor
 from chorus_common.signing import AgentKey
-from hypothesis import given
-from hypothesis import strategies as st
 
 PEM = (
     "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7x\nabcdEFGH==\n-----END RSA PRIVATE KEY-----"

@@ -1,4 +1,5 @@
 import pytest
+
 from chorus_common.envelopes import Envelope, MessageType
 from chorus_common.envelopes.samples import SAMPLE_PAYLOADS
 from chorus_common.errors import SubjectError

@@ -1,8 +1,9 @@
 import pytest
-from chorus_common.errors import UcxlAddressError
-from chorus_common.ucxl import Temporal, UcxlAddress
 from hypothesis import given
 from hypothesis import strategies as st
+
+from chorus_common.errors import UcxlAddressError
+from chorus_common.ucxl import Temporal, UcxlAddress
 
 EXAMPLE = "ucxl://gpt4:architect@chorus:v2-migration/*^/decisions/x.json"
 

@@ -13,13 +13,13 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from chorus_common.errors import ChorusError
-from chorus_common.processes import SERVICE_MODULES, ServiceProcess
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from chorus_cli.constellation import Constellation, PortTakenError, read_state
+from chorus_common.errors import ChorusError
+from chorus_common.processes import SERVICE_MODULES, ServiceProcess
 
 app = typer.Typer(
     help="CHORUS: coordination runtime for a fleet of AI and human agents.",

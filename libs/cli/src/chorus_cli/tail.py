@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import nats
+from rich.console import Console
+
 from chorus_common.envelopes import Envelope
 from chorus_common.errors import EnvelopeError, UnavailableError
 from chorus_common.subjects import validate_filter
-from rich.console import Console
 
 
 def render(subject: str, data: bytes, raw: bool) -> str:

@@ -110,7 +110,25 @@ class Bus:
         if self.metrics:
             self.metrics.connected.set(1)
         if declare:
-            await declare_topology(self._js, self.settings.js_replicas)
+            await self._declare(deadline)
+
+    async def _declare(self, deadline: float) -> None:
+        """Declare streams and buckets, waiting out a JetStream that is still electing."""
+        assert self._js is not None
+        delay = 0.1
+        while True:
+            try:
+                await declare_topology(self._js, self.settings.js_replicas)
+                return
+            except Exception as exc:
+                if time.monotonic() + delay > deadline:
+                    raise UnavailableError(
+                        f"JetStream at {self.settings.nats_url} did not accept the CHORUS "
+                        f"streams and buckets: {exc!s}"
+                    ) from None
+                log.warning("JetStream not ready yet (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _connect_options(self) -> dict[str, Any]:
         s = self.settings

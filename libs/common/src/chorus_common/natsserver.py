@@ -187,3 +187,44 @@ class NatsServer:
         else:
             self.stop()
         return self.start()
+
+
+@dataclass
+class NatsCluster:
+    """Three (or more) nats-servers with JetStream clustered over loopback routes.
+
+    Streams and buckets declared with ``CHORUS_JS_REPLICAS=3`` survive the loss
+    of one node; ``url`` lists every member so clients fail over.
+    """
+
+    base_dir: Path
+    size: int = 3
+    name: str = "chorus-test"
+    servers: list[NatsServer] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        cluster_ports = [free_port() for _ in range(self.size)]
+        routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
+        for i, cport in enumerate(cluster_ports):
+            self.servers.append(
+                NatsServer(
+                    store_dir=self.base_dir / f"n{i}",
+                    cluster_name=self.name,
+                    cluster_port=cport,
+                    routes=[r for r in routes if not r.endswith(f":{cport}")],
+                    server_name=f"{self.name}-n{i}",
+                )
+            )
+
+    @property
+    def url(self) -> str:
+        return ",".join(s.url for s in self.servers)
+
+    def start(self, timeout: float = 20.0) -> NatsCluster:
+        for server in self.servers:
+            server.start(timeout=timeout)
+        return self
+
+    def kill(self) -> None:
+        for server in self.servers:
+            server.kill()

@@ -94,6 +94,7 @@ class Service:
         self._server: uvicorn.Server | None = None
         self._boot: asyncio.Task[None] | None = None
         self.setup_done = asyncio.Event()
+        self.setup_error: str | None = None
         self.app = self._build_app()
 
     # -- what subclasses fill in -------------------------------------------------
@@ -155,6 +156,16 @@ class Service:
         self._boot = asyncio.create_task(self._bootstrap(), name=f"{self.name}-bootstrap")
 
     async def _bootstrap(self) -> None:
+        try:
+            await self._connect_and_setup()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # stay up and say why: /health/ready names the failed set-up instead of a crash loop
+            self.setup_error = f"{type(exc).__name__}: {exc}"
+            log.exception("set-up of %s failed; the service stays not ready", self.name)
+
+    async def _connect_and_setup(self) -> None:
         await self.bus.connect(timeout=float("inf"))
         self.micro = await nats.micro.add_service(
             self.bus.nc,
@@ -250,7 +261,14 @@ class Service:
                 if c.critical and c.status != "pass"
             ]
             if not self.setup_done.is_set():
-                failing.append({"name": "setup", "status": "pending", "critical": True})
+                failing.append(
+                    {
+                        "name": "setup",
+                        "status": "fail" if self.setup_error else "pending",
+                        "critical": True,
+                        "detail": self.setup_error,
+                    }
+                )
             ok = self.ready
             return JSONResponse(
                 {"status": "ready" if ok else "not ready", "failing": failing},
