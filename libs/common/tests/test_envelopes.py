@@ -144,7 +144,7 @@ def test_json_schema_for_every_type() -> None:
     sender=st.from_regex(r"[A-Za-z0-9_\-]{1,64}", fullmatch=True),
     roles=st.lists(st.from_regex(r"[a-z]{1,12}", fullmatch=True), max_size=3),
     hop=st.integers(0, 10),
-    text=st.text(max_size=200),
+    text=st.text(min_size=1, max_size=200),
 )
 def test_generated_envelopes_round_trip(
     message_type: MessageType, sender: str, roles: list[str], hop: int, text: str

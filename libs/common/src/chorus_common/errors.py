@@ -58,7 +58,8 @@ class ChorusError(Exception):
         }
         if instance:
             problem["instance"] = instance
-        problem.update(self.extra)
+        # extra details never replace the standard members of the problem document
+        problem.update({k: v for k, v in self.extra.items() if k not in problem})
         return problem
 
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ClassVar
 
+import nats.errors
 import nats.micro
 import uvicorn
 from fastapi import Depends, FastAPI, Request
@@ -115,25 +116,31 @@ class Service:
     # -- the shared parts --------------------------------------------------------
 
     def require_admin(self) -> Callable[..., Awaitable[None]]:
-        """A FastAPI dependency for state-changing routes: bearer admin token."""
+        """A FastAPI dependency for state-changing routes: the bearer admin token."""
+        admin = self.settings.admin_token
+        return self.require_bearer(
+            lambda: {admin.get_secret_value()} if admin is not None else set(),
+            "an admin token (CHORUS_ADMIN_TOKEN)",
+        )
+
+    def require_bearer(
+        self, accepted: Callable[[], set[str]], what: str
+    ) -> Callable[..., Awaitable[None]]:
+        """A FastAPI dependency accepting any of ``accepted()`` as bearer token."""
         bearer = HTTPBearer(auto_error=False)
-        expected = self.settings.admin_token
 
         # a default-value Depends: with postponed annotations an Annotated[...] naming the
         # local ``bearer`` could not be resolved by FastAPI
         async def check(
-            credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+            credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
         ) -> None:
-            if expected is None:
-                raise AuthError(
-                    "this endpoint needs an admin token, and none is configured "
-                    "(set CHORUS_ADMIN_TOKEN)"
-                )
+            tokens = accepted()
+            if not tokens:
+                raise AuthError(f"this endpoint needs {what}, and none is configured")
             if credentials is None:
                 raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'")
-            if not hmac.compare_digest(
-                credentials.credentials.encode(), expected.get_secret_value().encode()
-            ):
+            given = credentials.credentials.encode()
+            if not any(hmac.compare_digest(given, t.encode()) for t in tokens):
                 raise AuthError("the bearer token is not valid for this service")
 
         return check
@@ -322,6 +329,15 @@ class Service:
             counter.labels(error.code).inc()
             return problem_response(error, request.url.path)
 
+        async def bus_error(request: Request, exc: Exception) -> JSONResponse:
+            # the bus is down or slow: a dependency problem the client may retry, not a bug
+            counter.labels(UnavailableError.code).inc()
+            detail = str(exc) or type(exc).__name__
+            return problem_response(
+                UnavailableError(f"the NATS bus did not answer ({detail}); try again shortly"),
+                request.url.path,
+            )
+
         async def unexpected(request: Request, exc: Exception) -> JSONResponse:
             log.exception("unhandled error on %s %s", request.method, request.url.path)
             counter.labels("internal").inc()
@@ -333,6 +349,8 @@ class Service:
         app.add_exception_handler(ChorusError, chorus_error)
         app.add_exception_handler(RequestValidationError, validation_error)
         app.add_exception_handler(StarletteHTTPException, http_error)
+        app.add_exception_handler(nats.errors.Error, bus_error)
+        app.add_exception_handler(TimeoutError, bus_error)
         app.add_exception_handler(Exception, unexpected)
 
     def run(self) -> None:

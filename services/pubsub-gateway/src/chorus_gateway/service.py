@@ -1,10 +1,57 @@
-"""Wiring and lifecycle of the pubsub-gateway service; its domain arrives in its own issue."""
+"""Wiring and lifecycle of the pub/sub gateway."""
 
 from __future__ import annotations
 
+import redis.asyncio as redis
+from fastapi import FastAPI
+
+from chorus_common.registry import AgentDirectory
 from chorus_common.service import Service
+from chorus_gateway.app import install_routes
+from chorus_gateway.metrics import GatewayMetrics
+from chorus_gateway.publishing import Publisher
+from chorus_gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from chorus_gateway.settings import GatewaySettings
 
 
 class GatewayService(Service):
     name = "pubsub-gateway"
     description = "HTTP, WebSocket and SSE way onto the CHORUS bus"
+    settings_class = GatewaySettings
+    settings: GatewaySettings
+
+    def __init__(self, settings: GatewaySettings | None = None) -> None:
+        super().__init__(settings)
+        self.gateway_metrics = GatewayMetrics(self.metrics.registry)
+        self._redis: redis.Redis | None = None
+
+    def routes(self, app: FastAPI) -> None:
+        install_routes(app, self)
+
+    async def setup(self) -> None:
+        s = self.settings
+        limiter: RateLimiter
+        if s.redis_url:
+            self._redis = redis.from_url(s.redis_url)
+            limiter = RedisRateLimiter(self._redis, s.gateway_rate_per_second, s.gateway_rate_burst)
+            self.health.add(
+                "redis", self._check_redis, critical=False, timeout=s.health_timeout_seconds
+            )
+        else:
+            limiter = MemoryRateLimiter(s.gateway_rate_per_second, s.gateway_rate_burst)
+
+            async def memory_limits() -> str:
+                return "rate limits kept in this process (set CHORUS_REDIS_URL to share them)"
+
+            self.health.add("rate_limits", memory_limits, critical=False)
+        self.directory = await AgentDirectory.open(self.bus.js)
+        self.publisher = Publisher(self.bus, self.directory, limiter, s, self.gateway_metrics)
+
+    async def _check_redis(self) -> str:
+        assert self._redis is not None
+        await self._redis.ping()
+        return "rate limits shared through Redis"
+
+    async def teardown(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()

@@ -94,7 +94,7 @@ class Envelope(BaseModel):
             raise UnknownTypeError(
                 f"unknown message type {raw_type!r}; expected one of the 31 types "
                 f"listed by GET /v1/types",
-                type=str(raw_type),
+                message_type=str(raw_type),
             ) from None
         model = payload_model(message_type)
         if isinstance(payload, Payload):
@@ -102,7 +102,7 @@ class Envelope(BaseModel):
                 raise PayloadError(
                     f"payload {type(payload).__name__} does not belong to type "
                     f"{message_type.value!r} (expected {model.__name__})",
-                    type=message_type.value,
+                    message_type=message_type.value,
                 )
             return data
         if payload is None:
@@ -110,14 +110,14 @@ class Envelope(BaseModel):
         if not isinstance(payload, dict):
             raise PayloadError(
                 f"payload of {message_type.value!r} must be a JSON object",
-                type=message_type.value,
+                message_type=message_type.value,
             )
         try:
             typed = model.model_validate(payload)
         except ValidationError as exc:
             raise PayloadError(
                 f"payload of {message_type.value!r} is invalid: {_describe(exc)}",
-                type=message_type.value,
+                message_type=message_type.value,
                 errors=_error_list(exc),
             ) from None
         return {**data, "payload": typed}

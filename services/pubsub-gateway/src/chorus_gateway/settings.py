@@ -1,0 +1,24 @@
+"""Gateway settings: CHORUS_* common ones plus the gateway's own."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from chorus_common.config import ChorusSettings
+
+
+class GatewaySettings(ChorusSettings):
+    #: bearer tokens allowed to publish (comma-separated); the admin token always may
+    gateway_tokens: str = ""
+    gateway_rate_per_second: float = Field(default=200.0, gt=0)
+    gateway_rate_burst: int = Field(default=2000, ge=1)
+    gateway_batch_max: int = Field(default=1000, ge=1, le=10000)
+    gateway_subscriber_queue: int = Field(default=1000, ge=1)
+    gateway_hop_limit: int = Field(default=3, ge=0, le=16)
+    gateway_read_limit_max: int = Field(default=500, ge=1)
+
+    def publish_tokens(self) -> set[str]:
+        tokens = {t.strip() for t in self.gateway_tokens.split(",") if t.strip()}
+        if self.admin_token is not None:
+            tokens.add(self.admin_token.get_secret_value())
+        return tokens
