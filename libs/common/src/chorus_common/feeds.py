@@ -55,9 +55,10 @@ class FeedWriter:
         return sealed
 
 
-def signature_valid(env: Envelope, public_key: str) -> bool:
+def signature_valid(env: Envelope, public_key: str, digest: str | None = None) -> bool:
+    """``digest`` may be passed when the caller already computed it (it is not cheap)."""
     return env.sig is not None and verify_signature(
-        public_key, bytes.fromhex(env.digest()), env.sig
+        public_key, bytes.fromhex(digest or env.digest()), env.sig
     )
 
 
@@ -95,14 +96,14 @@ class FeedVerifier:
                 f"(feed_seq and sig are required)",
                 sender=env.sender,
             )
-        if not signature_valid(env, key):
+        digest = env.digest()
+        if not signature_valid(env, key, digest):
             raise BadSignatureError(
                 f"signature of {env.sender!r} at feed_seq {env.feed_seq} does not verify "
                 f"with the registered key",
                 sender=env.sender,
                 feed_seq=env.feed_seq,
             )
-        digest = env.digest()
         state = self.senders.get(env.sender)
         seq = env.feed_seq
         if state is None:
@@ -188,10 +189,10 @@ def verify_feed(envelopes: Iterable[Envelope], public_key: str) -> FeedReport:
     for env in envelopes:
         length += 1
         seq = env.feed_seq
-        if seq is None or not signature_valid(env, public_key):
+        digest = env.digest()
+        if seq is None or not signature_valid(env, public_key, digest):
             issues.append(FeedIssue("bad_signature", seq, f"envelope {env.id} does not verify"))
             continue
-        digest = env.digest()
         if seq in by_seq:
             kind: IssueKind = "replay" if by_seq[seq] == digest else "fork"
             issues.append(FeedIssue(kind, seq, f"second envelope at feed_seq {seq} ({env.id})"))
