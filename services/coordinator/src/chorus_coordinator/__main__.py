@@ -1,7 +1,6 @@
 """`python -m chorus_coordinator`: run the coordinator service from CHORUS_* settings."""
 
 from chorus_common.service import main
-
 from chorus_coordinator.service import CoordinatorService
 
 if __name__ == "__main__":
