@@ -1,10 +1,182 @@
-"""Wiring and lifecycle of the election service; its domain arrives in its own issue."""
+"""The election service: every replica is a participant; REST shows and steers the election."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from pydantic import field_validator
+
+from chorus_common.config import ChorusSettings
+from chorus_common.election import (
+    COMPONENTS,
+    DEFAULT_WEIGHTS,
+    Participant,
+    ParticipantHooks,
+    ScoreSource,
+    Timings,
+)
+from chorus_common.errors import ConflictError
 from chorus_common.service import Service
+from chorus_election.metrics import ElectionMetrics
+
+
+class ElectionSettings(ChorusSettings):
+    election_profile: str = "default"
+    #: JSON or k=v list overriding single timings of the profile, e.g. "heartbeat=0.2,lease_ttl=0.8"
+    election_timings: str = ""
+    election_weights: str = ""
+    election_capabilities: str = ""
+    #: pin score components ("uptime=1,network=0.5"): for operators who want a preferred admin
+    election_score_override: str = ""
+    election_eligible: bool = True
+    #: append "term acted_at" per admin action to this file (fault tests audit it)
+    election_actions_log: Path | None = None
+
+    @field_validator("election_profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        Timings.profile(value)
+        return value
+
+    @field_validator("election_timings", "election_weights", "election_score_override")
+    @classmethod
+    def _pairs_parse(cls, value: str) -> str:
+        try:
+            _pairs(value)
+        except ValueError:
+            raise ValueError(
+                f"expected name=number pairs separated by commas, got {value!r}"
+            ) from None
+        return value
+
+    def timings(self) -> Timings:
+        base = Timings.profile(self.election_profile)
+        overrides = _pairs(self.election_timings)
+        return Timings(**{**base.__dict__, **overrides}) if overrides else base
+
+    def weights(self) -> dict[str, float]:
+        given = _pairs(self.election_weights)
+        unknown = set(given) - set(COMPONENTS)
+        if unknown:
+            raise ValueError(f"unknown score components {sorted(unknown)}; use {list(COMPONENTS)}")
+        return {**DEFAULT_WEIGHTS, **given}
+
+
+def _pairs(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, _, value = part.partition("=")
+        out[key.strip()] = float(value)
+    return out
 
 
 class ElectionService(Service):
     name = "election"
     description = "Democratic admin election with fencing terms"
+    settings_class = ElectionSettings
+    settings: ElectionSettings
+
+    def __init__(self, settings: ElectionSettings | None = None) -> None:
+        super().__init__(settings)
+        self.election_metrics = ElectionMetrics(self.metrics.registry)
+        self.participant: Participant | None = None
+
+    async def setup(self) -> None:
+        s = self.settings
+        m = self.election_metrics
+        log_path = s.election_actions_log
+
+        def admin_action(term: int, acted_at: float) -> None:
+            m.admin_actions.inc()
+            if log_path is not None:
+                with log_path.open("a") as handle:
+                    handle.write(f"{term} {acted_at:.6f}\n")
+
+        def tick(p: Participant) -> None:
+            m.is_admin.set(1 if p.is_admin else 0)
+            m.term.set(p.rules.admin_term)
+            m.candidates.set(len(p.rules.live_candidates(time.monotonic())))
+            if p.rules.admin:
+                m.heartbeat_lag.set(0 if p.is_admin else time.monotonic() - p.rules.admin_seen_at)
+            for name, value in p.last_score.components.items():
+                m.score.labels(name).set(value)
+            m.score.labels("total").set(p.last_score.total)
+
+        hooks = ParticipantHooks(
+            on_election=lambda trigger: m.elections.labels(trigger).inc(),
+            on_elected=lambda term, duration: (m.won.inc(), m.duration.observe(duration)),
+            on_stepdown=lambda reason: m.stepdowns.labels(reason.split(" ")[0]).inc(),
+            on_split_brain=m.split_brain.inc,
+            on_admin_action=admin_action,
+            on_tick=tick,
+        )
+        score = ScoreSource(
+            capabilities=[c for c in s.election_capabilities.split(",") if c],
+            weights=s.weights(),
+            overrides=_pairs(s.election_score_override),
+        )
+        self.participant = Participant(
+            self.bus, s.node_id, s.timings(), score, eligible=s.election_eligible, hooks=hooks
+        )
+        await self.participant.start()
+
+    async def teardown(self) -> None:
+        if self.participant is not None:
+            await self.participant.stop()
+
+    def routes(self, app: FastAPI) -> None:
+        admin = self.require_admin()
+
+        def participant() -> Participant:
+            if self.participant is None:
+                from chorus_common.errors import UnavailableError
+
+                raise UnavailableError("the election participant is still starting")
+            return self.participant
+
+        @app.get("/v1/admin", tags=["election"])
+        async def current_admin() -> dict[str, Any]:
+            """The admin as this replica sees it: id, term, tenure and score breakdown."""
+            return participant().admin_view()
+
+        @app.get("/v1/candidates", tags=["election"])
+        async def candidates() -> dict[str, Any]:
+            return {"candidates": participant().candidates_view()}
+
+        @app.get("/v1/elections", tags=["election"])
+        async def elections() -> dict[str, Any]:
+            """Recent elections: trigger, candidates, winner, term and duration."""
+            return {"elections": [r.as_dict() for r in reversed(participant().history)]}
+
+        @app.post(
+            "/v1/elections", dependencies=[Depends(admin)], status_code=202, tags=["election"]
+        )
+        async def manual() -> dict[str, Any]:
+            """Start an election now (trigger ``manual_trigger``); the best candidate wins."""
+            await participant().trigger_manual()
+            return {"started": True, "trigger": "manual_trigger"}
+
+        @app.post("/v1/stepdown", dependencies=[Depends(admin)], tags=["election"])
+        async def stepdown() -> dict[str, Any]:
+            """Make this replica give up the admin lease (if it holds it)."""
+            p = participant()
+            if not p.is_admin:
+                raise ConflictError(
+                    f"{self.settings.node_id} is not the admin (the admin is {p.rules.admin}); "
+                    f"send this to the admin's replica"
+                )
+            term = p.term
+            await p.step_down("requested")
+            return {"stepped_down": True, "term": term}
+
+    def health_document(self) -> dict[str, Any]:
+        doc = super().health_document()
+        if self.participant is not None:
+            doc["election"] = {
+                "admin": self.participant.rules.admin,
+                "is_admin": self.participant.is_admin,
+            }
+        return doc

@@ -1,0 +1,289 @@
+"""The election as plain rules: scores, timings, and the participant's state machine.
+
+No I/O here: the shell (``participant.py``) feeds observations in with the
+current monotonic time and acts on what :meth:`ElectionRules.tick` returns.
+Who may act as admin is decided by the leader lease (fencing); these rules
+decide who may *try*: the best-scoring live candidate, subject to the
+stability windows.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class State(StrEnum):
+    IDLE = "idle"
+    DISCOVERING = "discovering"
+    ELECTING = "electing"
+    RECONSTRUCTING_KEYS = "reconstructing_keys"
+    COMPLETE = "complete"
+
+
+class Trigger(StrEnum):
+    ADMIN_HEARTBEAT_TIMEOUT = "admin_heartbeat_timeout"
+    NO_ADMIN_DISCOVERED = "no_admin_discovered"
+    SPLIT_BRAIN_DETECTED = "split_brain_detected"
+    QUORUM_RESTORED = "quorum_restored"
+    MANUAL_TRIGGER = "manual_trigger"
+
+
+COMPONENTS = ("uptime", "capabilities", "resources", "network", "experience")
+DEFAULT_WEIGHTS = {
+    "uptime": 0.30,
+    "capabilities": 0.20,
+    "resources": 0.20,
+    "network": 0.15,
+    "experience": 0.15,
+}
+
+
+@dataclass(frozen=True)
+class Score:
+    """Five components in [0, 1] and their weighted total."""
+
+    components: dict[str, float]
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+
+    def __post_init__(self) -> None:
+        for name in COMPONENTS:
+            value = self.components.get(name, 0.0)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"score component {name}={value} is outside [0, 1]")
+
+    @property
+    def total(self) -> float:
+        weight_sum = sum(self.weights.get(n, 0.0) for n in COMPONENTS) or 1.0
+        return (
+            sum(self.weights.get(n, 0.0) * self.components.get(n, 0.0) for n in COMPONENTS)
+            / weight_sum
+        )
+
+
+def normalise(value: float, full: float) -> float:
+    """Map ``value`` onto [0, 1], saturating at ``full`` (e.g. uptime over 24 h)."""
+    if full <= 0:
+        return 0.0
+    return max(0.0, min(1.0, value / full))
+
+
+def ranking_key(node_id: str, total: float) -> tuple[float, str]:
+    """Higher total first; on a tie the lowest node id wins (sorted ascending by this key)."""
+    return (-round(total, 9), node_id)
+
+
+@dataclass(frozen=True)
+class Timings:
+    heartbeat: float = 0.3
+    #: an admin (or candidate) not heard from for this long is gone
+    failover: float = 0.9
+    lease_ttl: float = 1.0
+    #: at start, how long to listen for an existing admin before electing
+    grace: float = 0.6
+    #: randomized delay before a node acts on an election it triggered
+    jitter: float = 0.15
+    #: a new admin is not challenged by a higher score before this tenure
+    min_tenure: float = 5.0
+    #: elections (admin changes by challenge) no more often than this
+    min_interval: float = 2.0
+
+    @classmethod
+    def profile(cls, name: str) -> Timings:
+        if name == "default":
+            return cls()
+        if name == "chorus-compat":
+            # CHORUS: heartbeat every 5 s, failover after 15 s; minimum terms 30 s / 45 s
+            return cls(
+                heartbeat=5.0,
+                failover=15.0,
+                lease_ttl=15.0,
+                grace=10.0,
+                jitter=2.0,
+                min_tenure=45.0,
+                min_interval=30.0,
+            )
+        raise ValueError(f"unknown election profile {name!r}: use 'default' or 'chorus-compat'")
+
+
+@dataclass
+class Candidate:
+    node_id: str
+    total: float
+    components: dict[str, float]
+    seen_at: float
+    eligible: bool = True
+
+
+@dataclass(frozen=True)
+class ElectionStarted:
+    trigger: Trigger
+    at: float
+
+
+@dataclass(frozen=True)
+class StepDown:
+    reason: str
+
+
+Action = ElectionStarted | StepDown
+
+
+@dataclass
+class ElectionRules:
+    node_id: str
+    timings: Timings
+    eligible_self: bool = True
+    rng: random.Random = field(default_factory=random.Random)
+    state: State = State.IDLE
+    started_at: float = 0.0
+    candidates: dict[str, Candidate] = field(default_factory=dict)
+    admin: str | None = None
+    admin_term: int = 0
+    admin_seen_at: float = 0.0
+    admin_since: float = 0.0
+    i_am_admin: bool = False
+    last_election_at: float = float("-inf")
+    pending: ElectionStarted | None = None
+    delay: float = 0.0
+    hold_until: float = 0.0
+
+    # -- observations -------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        self.state = State.DISCOVERING
+        self.started_at = now
+
+    def on_candidacy(
+        self,
+        node_id: str,
+        total: float,
+        components: dict[str, float],
+        now: float,
+        eligible: bool = True,
+    ) -> None:
+        self.candidates[node_id] = Candidate(node_id, total, components, now, eligible)
+
+    def on_heartbeat(self, node_id: str, term: int, now: float) -> list[Action]:
+        actions: list[Action] = []
+        if (
+            self.admin is not None
+            and node_id != self.admin
+            and now - self.admin_seen_at < self.timings.failover
+        ):
+            # two admins heard within one failover window
+            if term > self.admin_term:
+                actions.append(self._trigger(Trigger.SPLIT_BRAIN_DETECTED, now))
+            elif self.i_am_admin and term < self.admin_term:
+                pass  # a stale admin; its own rules make it step down
+        if (
+            term >= self.admin_term
+            or self.admin is None
+            or now - self.admin_seen_at >= self.timings.failover
+        ):
+            if node_id != self.admin:
+                self.admin_since = now
+            self.admin, self.admin_term, self.admin_seen_at = node_id, term, now
+            self.state = State.COMPLETE
+            self.pending = None
+        if self.i_am_admin and node_id != self.node_id and term > 0:
+            actions.append(StepDown(f"another admin {node_id} holds term {term}"))
+        return actions
+
+    def on_discovery_response(self, admin: str, term: int, now: float) -> None:
+        self.on_heartbeat(admin, term, now)
+
+    def became_admin(self, term: int, now: float) -> None:
+        self.i_am_admin = True
+        self.admin, self.admin_term, self.admin_seen_at, self.admin_since = (
+            self.node_id,
+            term,
+            now,
+            now,
+        )
+        self.state = State.COMPLETE
+        self.last_election_at = now
+        self.pending = None
+
+    def lost_admin(self, now: float) -> None:
+        self.i_am_admin = False
+        if self.admin == self.node_id:
+            self.admin = None
+        self.hold_until = now + self.timings.failover  # let someone else take it
+
+    def manual(self, now: float) -> ElectionStarted:
+        return self._trigger(Trigger.MANUAL_TRIGGER, now)
+
+    def reconnected(self, now: float) -> ElectionStarted:
+        return self._trigger(Trigger.QUORUM_RESTORED, now)
+
+    def on_election_started(self, trigger: Trigger, now: float) -> None:
+        """Another participant announced an election: take part in it."""
+        if self.pending is None:
+            self._trigger(trigger, now)
+
+    # -- decisions --------------------------------------------------------------
+
+    def _trigger(self, trigger: Trigger, now: float) -> ElectionStarted:
+        started = ElectionStarted(trigger, now)
+        self.pending = started
+        # randomized, so that nodes triggering together do not all act at once
+        self.delay = self.timings.jitter * (0.5 + self.rng.random())
+        self.state = State.ELECTING
+        return started
+
+    def live_candidates(self, now: float) -> list[Candidate]:
+        return [
+            c
+            for c in self.candidates.values()
+            if c.eligible and now - c.seen_at < self.timings.failover
+        ]
+
+    def best(self, now: float) -> Candidate | None:
+        live = self.live_candidates(now)
+        return min(live, key=lambda c: ranking_key(c.node_id, c.total)) if live else None
+
+    def tick(self, now: float) -> list[Action]:
+        """Advance time: detect a lost admin, finish discovery, decide on stepping down."""
+        actions: list[Action] = []
+        admin_alive = self.admin is not None and (
+            self.i_am_admin or now - self.admin_seen_at < self.timings.failover
+        )
+        if self.state is State.DISCOVERING and not admin_alive:
+            if now - self.started_at >= self.timings.grace:
+                actions.append(self._trigger(Trigger.NO_ADMIN_DISCOVERED, now))
+        elif self.state is State.COMPLETE and not admin_alive:
+            self.admin = None
+            actions.append(self._trigger(Trigger.ADMIN_HEARTBEAT_TIMEOUT, now))
+        if self.i_am_admin:
+            best = self.best(now)
+            tenure = now - self.admin_since
+            if (
+                best is not None
+                and best.node_id != self.node_id
+                and self.node_id in self.candidates
+                and ranking_key(best.node_id, best.total)
+                < ranking_key(self.node_id, self.candidates[self.node_id].total)
+                and tenure >= self.timings.min_tenure
+                and now - self.last_election_at >= self.timings.min_interval
+            ):
+                actions.append(StepDown(f"{best.node_id} scores higher after minimum tenure"))
+        return actions
+
+    def may_acquire(self, now: float) -> bool:
+        """Whether this participant should try for the lease now."""
+        if not self.eligible_self or now < self.hold_until:
+            return False
+        if self.state in (State.IDLE, State.DISCOVERING):
+            return False
+        if (
+            self.admin is not None
+            and self.admin != self.node_id
+            and now - self.admin_seen_at < self.timings.failover
+        ):
+            return False
+        if self.pending is not None and now - self.pending.at < self.delay:
+            return False  # let every candidacy of this round arrive first
+        best = self.best(now)
+        return best is not None and best.node_id == self.node_id

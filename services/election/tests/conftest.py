@@ -1,0 +1,106 @@
+"""Election processes for integration and fault tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chorus_common.natsserver import free_port
+from chorus_common.processes import ServiceProcess
+
+ADMIN = {"Authorization": "Bearer test-admin-token"}
+
+
+class ElectionGroup:
+    def __init__(self, nats_url: str, base: Path) -> None:
+        self.nats_url = nats_url
+        self.base = base
+        self.procs: dict[str, ServiceProcess] = {}
+
+    def start(self, node: str, uptime: float = 0.5, **env: str) -> ServiceProcess:
+        proc = ServiceProcess(
+            instance=node,
+            service="election",
+            port=free_port(),
+            env={
+                "CHORUS_NATS_URL": self.nats_url,
+                "CHORUS_NODE_ID": node,
+                "CHORUS_ADMIN_TOKEN": "test-admin-token",
+                "CHORUS_HEALTH_INTERVAL_SECONDS": "0.5",
+                "CHORUS_DATA_DIR": str(self.base / node),
+                # pin every component so the order of scores is known to the test
+                "CHORUS_ELECTION_SCORE_OVERRIDE": f"uptime={uptime},capabilities=0.5,resources=0.5,network=0.5,experience=0",
+                "CHORUS_ELECTION_ACTIONS_LOG": str(self.base / f"{node}.actions"),
+                **env,
+            },
+            log_path=self.base / f"{node}.log",
+        ).start()
+        self.procs[node] = proc
+        return proc
+
+    def view(self, node: str) -> dict[str, Any] | None:
+        try:
+            resp = httpx.get(f"{self.procs[node].url}/v1/admin", timeout=0.5)
+            return resp.json() if resp.status_code == 200 else None
+        except httpx.HTTPError:
+            return None
+
+    def admins(self) -> dict[str, int]:
+        """node → term, for every live participant that says it is the admin."""
+        out = {}
+        for node, proc in self.procs.items():
+            if not proc.running:
+                continue
+            view = self.view(node)
+            if view and view["is_self"]:
+                out[node] = view["term"]
+        return out
+
+    def wait_admin(self, timeout: float = 15, not_in: tuple[str, ...] = ()) -> tuple[str, int]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            admins = {n: t for n, t in self.admins().items() if n not in not_in}
+            if len(admins) == 1:
+                node, term = next(iter(admins.items()))
+                return node, term
+            time.sleep(0.05)
+        logs = "\n".join(f"--- {n}\n{p.log_tail(800)}" for n, p in self.procs.items())
+        raise AssertionError(f"no single admin within {timeout}s: {self.admins()}\n{logs}")
+
+    def action_log(self) -> dict[str, list[tuple[int, float]]]:
+        out: dict[str, list[tuple[int, float]]] = {}
+        for node in self.procs:
+            path = self.base / f"{node}.actions"
+            lines = path.read_text().split("\n") if path.exists() else []
+            out[node] = [
+                (int(t), float(a)) for t, a in (line.split() for line in lines if line.strip())
+            ]
+        return out
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.kill()
+
+
+@pytest.fixture
+def election_group(nats_server: Any, tmp_path: Path) -> Iterator[ElectionGroup]:
+    group = ElectionGroup(nats_server.url, tmp_path)
+    try:
+        yield group
+    finally:
+        group.stop()
+
+
+def wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} within {timeout}s")
