@@ -202,15 +202,19 @@ class LeaderLease:
                 return
             rules.renewed(sent)
             return
-        if not self.eligible():
-            return
         now = time.monotonic()
         try:
             entry = await self.kv.get(self.key)
         except KeyNotFoundError:
-            await self._acquire(None, 0, now)
+            if self.eligible():
+                await self._acquire(None, 0, now)
             return
         assert entry.value is not None and entry.revision is not None
+        # watch the holder's renewals even while not eligible, so that the ttl countdown
+        # has already run when this participant becomes the one to take over
+        rules.observe(entry.revision, now)
+        if not self.eligible():
+            return
         record = LeaseRecord.decode(entry.value)
         if rules.may_take_over(record, entry.revision, now):
             await self._acquire(entry.revision, record.term, now)
