@@ -36,7 +36,9 @@ AUTH = {"Authorization": "Bearer bench-token"}
 def signed(writer: FeedWriter, n: int) -> list[Envelope]:
     payload = SAMPLE_PAYLOADS[MessageType.TASK_PROGRESS]
     return [
-        writer.seal(Envelope(type=MessageType.TASK_PROGRESS, sender=writer.agent_id, payload=payload))
+        writer.seal(
+            Envelope(type=MessageType.TASK_PROGRESS, sender=writer.agent_id, payload=payload)
+        )
         for _ in range(n)
     ]
 
@@ -73,20 +75,27 @@ async def main(messages: int, batch: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = NatsServer(store_dir=Path(tmp) / "nats").start()
         settings = GatewaySettings(
-            nats_url=server.url, http_port=0, admin_token="bench-token",
-            gateway_rate_per_second=1e9, gateway_rate_burst=10**9, data_dir=Path(tmp) / "data",
+            nats_url=server.url,
+            http_port=0,
+            admin_token="bench-token",
+            gateway_rate_per_second=1e9,
+            gateway_rate_burst=10**9,
+            data_dir=Path(tmp) / "data",
         )
         service = GatewayService(settings)
         try:
-            async with serve_in_process(service) as url, httpx.AsyncClient(
-                base_url=url, headers=AUTH, timeout=60
-            ) as client:
+            async with (
+                serve_in_process(service) as url,
+                httpx.AsyncClient(base_url=url, headers=AUTH, timeout=60) as client,
+            ):
                 raw: list[float] = []
                 ours: list[float] = []
                 for r in range(rounds + 1):
                     key = AgentKey.generate()
                     agent = f"bench-{r}"
-                    await client.post(f"/v1/agents/{agent}/keys", json={"public_key": key.public_key})
+                    await client.post(
+                        f"/v1/agents/{agent}/keys", json={"public_key": key.public_key}
+                    )
                     writer = FeedWriter(agent, key)
                     envs = signed(writer, messages)
                     other = signed(FeedWriter(agent + "-raw", key), messages)
@@ -98,8 +107,10 @@ async def main(messages: int, batch: int, rounds: int) -> None:
         finally:
             server.kill()
     raw_m, ours_m = statistics.median(raw), statistics.median(ours)
-    print(f"gateway: {messages} signed task_progress per round in batches of {batch}, "
-          f"{rounds} rounds, JetStream sync_interval=always")
+    print(
+        f"gateway: {messages} signed task_progress per round in batches of {batch}, "
+        f"{rounds} rounds, JetStream sync_interval=always"
+    )
     print(f"  raw nats-py js.publish_async (same bytes): {raw_m:10.0f} msg/s")
     print(f"  gateway POST /v1/envelopes:batch:          {ours_m:10.0f} msg/s")
     print(f"  ratio gateway/raw: {ours_m / raw_m:.2f}  (target >= 0.50)")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from chorus_common.natsserver import NatsServer
@@ -96,6 +97,13 @@ def test_chorus_up_ready_status_tail_and_clean_stop(tmp_path: Path) -> None:
             "hap",
         }
         pids = [s["pid"] for s in state["services"]]
+        assert "development license" in text
+        licensing = next(s["url"] for s in state["services"] if s["name"] == "licensing")
+        license_status = httpx.get(f"{licensing}/v1/license", timeout=5).json()
+        assert license_status["valid"] is True
+        assert set(license_status["holders"]) == names - {
+            "licensing"
+        }  # every other service holds a seat
 
         status = subprocess.run(
             [CHORUS, "status", "--data-dir", str(data), "--json"],

@@ -2,11 +2,22 @@
 
 import json
 
+import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chorus_common.envelopes import Envelope, MessageGroup, MessageType, payload_model, type_schemas
+from chorus_common.envelopes import (
+    DependencyInfo,
+    Envelope,
+    MessageGroup,
+    MessageType,
+    MetaDiscussion,
+    envelope_json_schema,
+    payload_model,
+    registered_types,
+    type_schemas,
+)
 from chorus_common.envelopes.samples import SAMPLE_PAYLOADS
 from chorus_common.errors import (
     MalformedEnvelopeError,
@@ -14,6 +25,12 @@ from chorus_common.errors import (
     PayloadError,
     UnknownTypeError,
 )
+
+
+def test_every_type_has_a_model_and_a_sample() -> None:
+    assert set(registered_types()) == set(MessageType)
+    assert set(SAMPLE_PAYLOADS) == set(MessageType)
+    assert len({model.__name__ for model in registered_types().values()}) == 31
 
 
 def test_there_are_31_types_in_five_groups() -> None:
@@ -138,7 +155,104 @@ def test_json_schema_for_every_type() -> None:
     assert claim["envelope_schema"]["properties"]["type"] == {"const": "task_claim"}
 
 
-@settings(max_examples=60, deadline=None)
+@pytest.mark.parametrize(
+    ("message_type", "payload", "field"),
+    [
+        (MessageType.TASK_PROGRESS, {"task_id": "t", "agent": "a", "progress": 1.5}, "progress"),
+        (
+            MessageType.WORK_ALLOCATION,
+            {"task_id": "t", "agent": "a", "score": 1, "term": 0},
+            "term",
+        ),
+        (MessageType.AVAILABILITY_BROADCAST, {"agent": "a", "status": "sleepy"}, "status"),
+        (
+            MessageType.CONTEXT_RELEVANCE,
+            {"ucxl_address": "u", "task_id": "t", "relevance": -0.1},
+            "relevance",
+        ),
+        (MessageType.TASK_CLAIM, {"task_id": "", "repository": "r", "agent": "a"}, "task_id"),
+        (MessageType.META_DISCUSSION, {"max_hops": -1}, "max_hops"),
+    ],
+)
+def test_out_of_range_payload_value_is_a_payload_error(
+    message_type: MessageType, payload: dict[str, object], field: str
+) -> None:
+    with pytest.raises(PayloadError) as info:
+        Envelope.decode(json.dumps({"type": message_type.value, "sender": "a", "payload": payload}))
+    assert field in info.value.detail
+    assert info.value.extra["errors"][0]["loc"][0] == field
+
+
+def test_payload_that_is_not_an_object_is_a_payload_error() -> None:
+    with pytest.raises(PayloadError):
+        Envelope.decode(json.dumps({"type": "task_claim", "sender": "a", "payload": [1, 2]}))
+
+
+def test_missing_type_is_malformed() -> None:
+    with pytest.raises(MalformedEnvelopeError):
+        Envelope.decode(json.dumps({"sender": "a", "payload": {}}))
+
+
+def test_dependency_detected_meta_discussion_defaults_to_three_hops() -> None:
+    """The shape SPEC.md §10 gives for a detected dependency round-trips intact."""
+    env = Envelope(
+        type=MessageType.META_DISCUSSION,
+        sender="coordinator",
+        thread="dep-1",
+        payload={
+            "message_type": "dependency_detected",
+            "content": "api:t-1 and web:t-7 must be coordinated",
+            "dependency": {
+                "rule": "API_Contract",
+                "confidence": 0.8,
+                "reason": "API definition and implementation dependency",
+                "task_a": "api:t-1",
+                "task_b": "web:t-7",
+            },
+            "agents": ["agent-1", "agent-2"],
+            "repositories": ["api", "web"],
+            "detected_at": "2025-01-01T00:00:00Z",
+        },
+    )
+    decoded = Envelope.decode(env.encode())
+    assert isinstance(decoded.payload, MetaDiscussion)
+    assert isinstance(decoded.payload.dependency, DependencyInfo)
+    assert decoded.payload.hop_count == 0 and decoded.payload.max_hops == 3
+    assert decoded.payload.detected_at is not None and decoded.payload.detected_at.tzinfo
+
+
+def _validator(schema: dict[str, object]) -> jsonschema.Draft202012Validator:
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.mark.parametrize("message_type", list(MessageType))
+def test_exported_schemas_accept_what_the_models_accept(message_type: MessageType) -> None:
+    """The schemas served by GET /v1/types agree with the models on good and bad envelopes."""
+    info = type_schemas()[message_type.value]
+    assert info["group"] == message_type.group.value and info["description"]
+    env = Envelope(
+        type=message_type,
+        sender="a",
+        to_roles=["qa"],
+        project="web",
+        payload=SAMPLE_PAYLOADS[message_type],
+    )
+    doc = json.loads(env.encode())
+    with_extra = {**doc, "payload": {**doc["payload"], "not_a_field": 1}}
+    for schema in (info["envelope_schema"], envelope_json_schema()):
+        validator = _validator(schema)
+        assert list(validator.iter_errors(doc)) == []
+        assert list(validator.iter_errors(with_extra)) != []
+    assert list(_validator(info["payload_schema"]).iter_errors(doc["payload"])) == []
+    other = next(t for t in MessageType if t is not message_type)
+    assert list(_validator(info["envelope_schema"]).iter_errors({**doc, "type": other.value}))
+
+
+_FREE_TEXT = ("summary", "note", "content", "detail", "answer", "comment", "guidance")
+
+
+@settings(max_examples=100, deadline=None)
 @given(
     message_type=st.sampled_from(list(MessageType)),
     sender=st.from_regex(r"[A-Za-z0-9_\-]{1,64}", fullmatch=True),
@@ -150,9 +264,11 @@ def test_generated_envelopes_round_trip(
     message_type: MessageType, sender: str, roles: list[str], hop: int, text: str
 ) -> None:
     payload = dict(SAMPLE_PAYLOADS[message_type])
-    for field in ("summary", "note", "content", "detail", "reason", "answer", "comment"):
-        if field in payload_model(message_type).model_fields and field not in ("reason",):
-            payload[field] = text
-            break
+    fields = payload_model(message_type).model_fields
+    field = next((f for f in _FREE_TEXT if f in fields), None)
+    if field is not None:
+        payload[field] = text
     env = Envelope(type=message_type, sender=sender, to_roles=roles, hop=hop, payload=payload)
-    assert Envelope.decode(env.encode()) == env
+    decoded = Envelope.decode(env.encode())
+    assert decoded == env
+    assert decoded.signing_bytes() == env.signing_bytes()

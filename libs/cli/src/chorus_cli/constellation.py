@@ -70,6 +70,7 @@ class Constellation:
     processes: list[ServiceProcess] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     admin_token: str = ""
+    license_note: str = ""
 
     def start_nats(self) -> str:
         if self.nats_url:
@@ -108,6 +109,7 @@ class Constellation:
             token_file.write_text(self.admin_token + "\n")
             token_file.chmod(0o600)
         assert self.nats_url is not None
+        license_env = self._development_license()
         for inst in instances:
             env = {
                 "CHORUS_NATS_URL": self.nats_url,
@@ -115,6 +117,11 @@ class Constellation:
                 "CHORUS_DATA_DIR": str(self.data_dir / inst.name),
                 "CHORUS_ADMIN_TOKEN": self.admin_token,
                 "CHORUS_HEALTH_INTERVAL_SECONDS": "5",
+                **(
+                    license_env
+                    if inst.service == "licensing"
+                    else {"CHORUS_LICENSE_REQUIRED": "true"}
+                ),
                 **self.extra_env,
             }
             proc = ServiceProcess(
@@ -127,6 +134,20 @@ class Constellation:
             self.processes.append(proc.start())
         self.write_state()
         return self.processes
+
+    def _development_license(self) -> dict[str, str]:
+        """A local issuer and license, so the constellation runs licensed out of the box."""
+        from chorus_licensing.issuing import development_license
+
+        issued = development_license(self.data_dir / "license", cluster_id="local")
+        self.license_note = (
+            f"development license {issued.license.license_id} ({issued.license.seats} seats, "
+            f"until {issued.license.expires_at:%Y-%m-%d}) in {issued.license_file}"
+        )
+        return {
+            "CHORUS_LICENSE_FILE": str(issued.license_file),
+            "CHORUS_LICENSE_ISSUER_KEY": str(issued.issuer_public_key_file),
+        }
 
     def write_state(self) -> None:
         state = {

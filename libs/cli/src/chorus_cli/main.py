@@ -130,6 +130,7 @@ def up(
             raise typer.Exit(1)
         else:
             console.print(f"[green]all {len(processes)} services ready in {elapsed:.1f}s[/green]")
+            console.print(constellation.license_note, soft_wrap=True)
             console.print(
                 f"admin token: {constellation.admin_token}  (also in {data_dir / 'admin-token'})"
             )

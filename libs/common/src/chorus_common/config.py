@@ -63,6 +63,8 @@ class ChorusSettings(BaseSettings):
     data_dir: Path = Path(".chorus")
     redis_url: str | None = None
     otel_exporter: Literal["none", "console", "otlp"] = "none"
+    #: hold a seat lease from the licensing service or refuse state-changing work
+    license_required: bool = False
 
 
 S = TypeVar("S", bound=ChorusSettings)

@@ -134,11 +134,14 @@ class NatsServer:
             return self
         self.config_path.write_text(self.render_config())
         log = self.log_path.open("ab")
+        from chorus_common.processes import die_with_parent
+
         self.proc = subprocess.Popen(
             [nats_server_binary(), "-c", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         log.close()
         try:

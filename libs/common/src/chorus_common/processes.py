@@ -7,6 +7,7 @@ its own session so a stray child never outlives the run.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import subprocess
@@ -27,6 +28,16 @@ SERVICE_MODULES: dict[str, str] = {
     "backbeat": "chorus_backbeat",
     "hap": "chorus_hap",
 }
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this child when its parent dies (even by SIGKILL), so no
+    service outlives the `chorus up` or test that started it."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: the parent's own clean-up has to do
+        pass
 
 
 @dataclass
@@ -66,6 +77,7 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         log.close()
         self.started_at = time.monotonic()

@@ -42,11 +42,13 @@ from chorus_common.errors import (
     AuthError,
     ChorusError,
     ConfigError,
+    ForbiddenError,
     HttpStatusError,
     RequestInvalidError,
     UnavailableError,
 )
 from chorus_common.health import Check, HealthRegistry
+from chorus_common.license_gate import LicenseGate
 from chorus_common.logs import configure_logging
 from chorus_common.metrics import ServiceMetrics
 
@@ -96,6 +98,7 @@ class Service:
         self._boot: asyncio.Task[None] | None = None
         self.setup_done = asyncio.Event()
         self.setup_error: str | None = None
+        self.gate: LicenseGate | None = None
         self.app = self._build_app()
 
     # -- what subclasses fill in -------------------------------------------------
@@ -185,6 +188,10 @@ class Service:
         await group.add_endpoint(name="health", handler=self._micro_health)
         for endpoint, handler in self.micro_endpoints().items():
             await group.add_endpoint(name=endpoint, handler=handler)
+        if self.settings.license_required:
+            self.gate = LicenseGate(self.bus, self.settings.node_id, self.name)
+            self.health.add("license", self.gate.health, critical=True)
+            self.gate.start()
         await self.setup()
         self.setup_done.set()
         self.health.poke()
@@ -206,6 +213,8 @@ class Service:
             except Exception:
                 log.exception("teardown of %s did not finish cleanly", self.name)
         await self.health.stop()
+        if self.gate is not None:
+            await self.gate.stop()  # give the seat back at once
         if self.micro is not None:
             with contextlib.suppress(Exception):
                 await self.micro.stop()
@@ -252,6 +261,7 @@ class Service:
         )
         app.state.service = self
         self._install_errors(app)
+        app.add_middleware(_LicenseGuard, service=self)
         app.add_middleware(_HttpMetrics, service=self)
 
         async def health() -> JSONResponse:
@@ -381,6 +391,32 @@ class _GracefulServer(uvicorn.Server):
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.handle_exit)
         yield
+
+
+class _LicenseGuard:
+    """Fail closed: without a license seat, state-changing requests are refused with 403."""
+
+    MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        required = self.service.settings.license_required
+        if scope["type"] == "http" and required and scope.get("method") in self.MUTATING:
+            try:
+                if self.service.gate is None:
+                    raise ForbiddenError(
+                        "this service holds no license seat yet: it is still connecting",
+                        reason="license_unavailable",
+                    )
+                self.service.gate.check()
+            except ChorusError as exc:
+                self.service.metrics.system.errors.labels(exc.code).inc()
+                await problem_response(exc, scope.get("path"))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _HttpMetrics:

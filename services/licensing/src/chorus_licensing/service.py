@@ -1,10 +1,374 @@
-"""Wiring and lifecycle of the licensing service; its domain arrives in its own issue."""
+"""The licensing service: validates the license (offline, and online with grace), grants seat leases.
+
+``CHORUS_LICENSING_MODE=authority`` runs it as the KACHING-compatible upstream
+instead, so an air-gapped cluster needs no outside service.
+"""
 
 from __future__ import annotations
 
-from chorus_common.service import Service
+import asyncio
+import contextlib
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI
+from nats.micro.request import Request as MicroRequest
+from prometheus_client import Counter, Gauge
+from pydantic import BaseModel, Field
+
+from chorus_common.config import ChorusSettings
+from chorus_common.errors import ChorusError, UnavailableError
+from chorus_common.service import MicroHandler, Service
+from chorus_common.topology import BUCKET_LEASES
+from chorus_licensing.breaker import CircuitBreaker
+from chorus_licensing.license import License, LicenseError, load_license_file, verify_license
+from chorus_licensing.online import OnlineStatus, Unreachable, UpstreamClient
+from chorus_licensing.seats import SeatTable
+
+
+class LicensingSettings(ChorusSettings):
+    licensing_mode: Literal["service", "authority"] = "service"
+    license_file: Path | None = None
+    #: the issuer's Ed25519 public key (URL-safe base64), or a path to a file holding it
+    license_issuer_key: str = ""
+    license_upstream_url: str | None = None
+    license_grace_seconds: float = Field(default=72 * 3600.0, ge=0)
+    license_validate_interval_seconds: float = Field(default=300.0, gt=0)
+    license_breaker_failures: int = Field(default=3, ge=1)
+    license_breaker_reset_seconds: float = Field(default=30.0, gt=0)
+    license_lease_ttl_seconds: float = Field(default=30.0, gt=0)
+    #: authority mode: license ids it no longer accepts
+    licensing_revoked: str = ""
+
+    def issuer_key(self) -> str:
+        value = self.license_issuer_key.strip()
+        if value and Path(value).is_file():
+            return Path(value).read_text().strip()
+        return value
+
+
+class LeaseRequest(BaseModel):
+    holder: str = Field(min_length=1, max_length=128)
+    kind: str = Field(default="service", min_length=1, max_length=64)
+
+
+class UpstreamRequest(BaseModel):
+    license_id: str
+    cluster_id: str
+    instance: str = ""
 
 
 class LicensingService(Service):
     name = "licensing"
     description = "License validation and cluster seat leases"
+    settings_class = LicensingSettings
+    settings: LicensingSettings
+
+    def __init__(self, settings: LicensingSettings | None = None) -> None:
+        super().__init__(settings)
+        s = self.settings
+        self.license: License | None = None
+        self.license_doc: Any = None
+        self.license_error: LicenseError | None = None
+        self.breaker = CircuitBreaker(s.license_breaker_failures, s.license_breaker_reset_seconds)
+        self.online = OnlineStatus(grace_seconds=s.license_grace_seconds)
+        self.upstream: UpstreamClient | None = None
+        self.seats: SeatTable | None = None
+        self.clock = time.time  # tests advance it to cross the 72 h grace
+        self._task: asyncio.Task[None] | None = None
+        r = self.metrics.registry
+        self.m_validations = Counter(
+            "chorus_licensing_validations_total",
+            "License validations by result",
+            ["result"],
+            registry=r,
+        )
+        self.m_breaker = Gauge(
+            "chorus_licensing_breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            registry=r,
+        )
+        self.m_grace = Gauge(
+            "chorus_licensing_grace_remaining_seconds",
+            "Grace left while the upstream is unreachable (0 when not in grace)",
+            registry=r,
+        )
+        self.m_seats_used = Gauge("chorus_licensing_seats_used", "Seat leases held", registry=r)
+        self.m_seats_total = Gauge(
+            "chorus_licensing_seats_total", "Seats of the license", registry=r
+        )
+        self.m_leases = Counter(
+            "chorus_licensing_lease_events_total",
+            "Lease grants, denials, renewals, releases, expirations",
+            ["event"],
+            registry=r,
+        )
+        self.m_valid = Gauge(
+            "chorus_licensing_license_valid", "1 while the license may be used", registry=r
+        )
+        for result in ("valid", "invalid", "unreachable"):
+            self.m_validations.labels(result)
+        for event in ("granted", "denied", "renewed", "released", "expired"):
+            self.m_leases.labels(event)
+        self._load()
+
+    # -- license state ------------------------------------------------------------
+
+    def _load(self) -> None:
+        s = self.settings
+        try:
+            if s.license_file is None:
+                raise LicenseError("missing", "no license configured (set CHORUS_LICENSE_FILE)")
+            if not s.issuer_key():
+                raise LicenseError(
+                    "missing", "no issuer key configured (set CHORUS_LICENSE_ISSUER_KEY)"
+                )
+            try:
+                text = s.license_file.read_text()
+            except OSError as exc:
+                raise LicenseError("malformed", f"cannot read {s.license_file}: {exc}") from None
+            self.license_doc = load_license_file(text)
+            self.license = verify_license(self.license_doc, s.issuer_key(), s.cluster)
+        except LicenseError as exc:
+            self.license_error = exc
+            self.license = None
+        self.health.add("license", self._check_license, critical=True)
+
+    def usable(self) -> tuple[bool, str | None]:
+        if self.license is None:
+            assert self.license_error is not None
+            return False, self.license_error.detail
+        if datetime.fromtimestamp(self.clock(), UTC) >= self.license.expires_at:
+            return (
+                False,
+                f"license {self.license.license_id} expired at {self.license.expires_at.isoformat()}",
+            )
+        return self.online.usable(self.clock())
+
+    async def _check_license(self) -> str:
+        ok, reason = self.usable()
+        self.m_valid.set(1 if ok else 0)
+        if not ok:
+            raise LicenseError("unusable", reason or "license unusable")
+        assert self.license is not None
+        return f"{self.license.license_id} ({self.license.tier}, {self.license.seats} seats)"
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        s = self.settings
+        if s.licensing_mode == "authority":
+            return
+        if self.license is not None:
+            kv = await self.bus.js.key_value(BUCKET_LEASES)
+            self.seats = SeatTable(kv, self.license.seats, s.license_lease_ttl_seconds)
+            self.m_seats_total.set(self.license.seats)
+        if s.license_upstream_url and self.license is not None:
+            self.upstream = UpstreamClient(s.license_upstream_url, self.breaker)
+            self.online.result = "pending"
+            await self.validate_online("activate")
+        self._task = asyncio.create_task(self._loop())
+
+    async def teardown(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.upstream is not None:
+            await self.upstream.close()
+
+    async def _loop(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(min(1.0, self.settings.license_validate_interval_seconds))
+            if self.upstream is not None and (
+                time.monotonic() - last >= self.settings.license_validate_interval_seconds
+            ):
+                last = time.monotonic()
+                await self.validate_online("heartbeat")
+            await self._refresh_gauges()
+
+    async def _refresh_gauges(self) -> None:
+        self.m_breaker.set({"closed": 0, "half_open": 1, "open": 2}[self.breaker.state.value])
+        self.m_grace.set(self.online.grace_remaining(self.clock()) or 0)
+        if self.seats is not None:
+            with contextlib.suppress(Exception):
+                self.m_seats_used.set(len(await self.seats.leases()))
+                self.m_leases.labels("expired").inc(self.seats.expirations - self._seen_expirations)
+                self._seen_expirations = self.seats.expirations
+
+    _seen_expirations = 0
+
+    async def validate_online(
+        self, verb: Literal["activate", "validate", "heartbeat"] = "validate"
+    ) -> None:
+        assert self.upstream is not None and self.license is not None
+        body = {
+            "license_id": self.license.license_id,
+            "cluster_id": self.settings.cluster,
+            "instance": self.settings.node_id,
+        }
+        try:
+            answer = await self.upstream.call(verb, body)
+        except Unreachable as exc:
+            self.online.record("unreachable", str(exc), self.clock())
+            self.m_validations.labels("unreachable").inc()
+        else:
+            if answer.get("valid"):
+                self.online.record("valid", None, self.clock())
+                self.m_validations.labels("valid").inc()
+            else:
+                self.online.record("invalid", str(answer.get("reason", "refused")), self.clock())
+                self.m_validations.labels("invalid").inc()
+        self.health.poke()
+        await self._refresh_gauges()
+
+    # -- leases ----------------------------------------------------------------------
+
+    def _seat_table(self) -> SeatTable:
+        ok, reason = self.usable()
+        if not ok or self.seats is None:
+            raise LicenseError("unusable", reason or "the license cannot grant seats")
+        return self.seats
+
+    async def grant(self, holder: str, kind: str) -> dict[str, Any]:
+        try:
+            lease = await self._seat_table().grant(holder, kind)
+        except ChorusError:
+            self.m_leases.labels("denied").inc()
+            raise
+        self.m_leases.labels("granted").inc()
+        return lease.as_dict()
+
+    async def renew(self, lease_id: str) -> dict[str, Any]:
+        lease = await self._seat_table().renew(lease_id)
+        self.m_leases.labels("renewed").inc()
+        return lease.as_dict()
+
+    async def release(self, lease_id: str) -> None:
+        if self.seats is None:
+            raise UnavailableError("no seat table: the license is not loaded")
+        await self.seats.release(lease_id)
+        self.m_leases.labels("released").inc()
+
+    def status(self) -> dict[str, Any]:
+        ok, reason = self.usable()
+        lic = self.license
+        now = self.clock()
+        return {
+            "valid": ok,
+            "reason": reason,
+            "error": self.license_error.extra.get("reason") if self.license_error else None,
+            "license_id": lic.license_id if lic else None,
+            "customer": lic.customer if lic else None,
+            "tier": lic.tier if lic else None,
+            "features": lic.features if lic else [],
+            "seats": {"total": lic.seats if lic else 0},
+            "expires_at": lic.expires_at.isoformat() if lic else None,
+            "online": {
+                "upstream": self.settings.license_upstream_url,
+                "result": self.online.result,
+                "reason": self.online.reason,
+                "last_good": self.online.last_good,
+                "grace_remaining_seconds": self.online.grace_remaining(now),
+                "breaker": self.breaker.state.value,
+            },
+        }
+
+    # -- NATS micro: how the gate in every other service asks for its seat -----------
+
+    def micro_endpoints(self) -> dict[str, MicroHandler]:
+        async def answer(request: MicroRequest, work: Any) -> None:
+            try:
+                result = await work(json.loads(request.data or b"{}"))
+                await request.respond(json.dumps({"ok": True, **(result or {})}).encode())
+            except ChorusError as exc:
+                await request.respond(json.dumps({"ok": False, "error": exc.to_problem()}).encode())
+            except (ValueError, KeyError) as exc:
+                await request.respond(
+                    json.dumps({"ok": False, "error": {"detail": str(exc)}}).encode()
+                )
+
+        async def grant(req: MicroRequest) -> None:
+            await answer(req, lambda d: self.grant(str(d["holder"]), str(d.get("kind", "service"))))
+
+        async def renew(req: MicroRequest) -> None:
+            await answer(req, lambda d: self.renew(str(d["lease_id"])))
+
+        async def release(req: MicroRequest) -> None:
+            async def work(d: dict[str, Any]) -> dict[str, Any]:
+                await self.release(str(d["lease_id"]))
+                return {}
+
+            await answer(req, work)
+
+        return {"lease-grant": grant, "lease-renew": renew, "lease-release": release}
+
+    # -- REST ------------------------------------------------------------------------
+
+    def routes(self, app: FastAPI) -> None:
+        admin = self.require_admin()
+
+        @app.get("/v1/license", tags=["license"])
+        async def license_status() -> dict[str, Any]:
+            """Status, tier, seats used/free, expiry, grace remaining, breaker state."""
+            doc = self.status()
+            leases = await self.seats.leases() if self.seats is not None else []
+            doc["seats"]["used"] = len(leases)
+            doc["seats"]["free"] = max(0, doc["seats"]["total"] - len(leases))
+            doc["holders"] = sorted({lease.holder for lease in leases})
+            return doc
+
+        @app.get("/v1/leases", tags=["leases"])
+        async def leases() -> dict[str, Any]:
+            held = await self.seats.leases() if self.seats is not None else []
+            return {"leases": [lease.as_dict() for lease in held]}
+
+        @app.post("/v1/leases", dependencies=[Depends(admin)], status_code=201, tags=["leases"])
+        async def grant(body: LeaseRequest) -> dict[str, Any]:
+            """Grant one of the license's seats (TTL CHORUS_LICENSE_LEASE_TTL_SECONDS)."""
+            return await self.grant(body.holder, body.kind)
+
+        @app.put("/v1/leases/{lease_id}", dependencies=[Depends(admin)], tags=["leases"])
+        async def renew(lease_id: str) -> dict[str, Any]:
+            return await self.renew(lease_id)
+
+        @app.delete(
+            "/v1/leases/{lease_id}", dependencies=[Depends(admin)], status_code=204, tags=["leases"]
+        )
+        async def release(lease_id: str) -> None:
+            await self.release(lease_id)
+
+        if self.settings.licensing_mode == "authority":
+            self._authority_routes(app)
+
+    def _authority_routes(self, app: FastAPI) -> None:
+        """The KACHING-compatible upstream: activate / validate / heartbeat."""
+        revoked = {r.strip() for r in self.settings.licensing_revoked.split(",") if r.strip()}
+
+        def judge(body: UpstreamRequest) -> dict[str, Any]:
+            if self.license is None:
+                return {"valid": False, "reason": "the authority holds no valid license"}
+            if body.license_id != self.license.license_id:
+                return {"valid": False, "reason": f"unknown license {body.license_id}"}
+            if body.license_id in revoked:
+                return {"valid": False, "reason": f"license {body.license_id} was revoked"}
+            if body.cluster_id != self.license.cluster_id and self.license.cluster_id != "*":
+                return {"valid": False, "reason": f"license is not for cluster {body.cluster_id}"}
+            return {
+                "valid": True,
+                "license_id": body.license_id,
+                "expires_at": self.license.expires_at.isoformat(),
+            }
+
+        for verb in ("activate", "validate", "heartbeat"):
+
+            async def endpoint(body: UpstreamRequest) -> dict[str, Any]:
+                return judge(body)
+
+            app.add_api_route(
+                f"/api/v1/licenses/{verb}", endpoint, methods=["POST"], tags=["authority"]
+            )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from chorus_common.errors import ConfigError
 from chorus_common.natsserver import free_port, wait_for_port
+from chorus_common.processes import die_with_parent
 
 
 @dataclass
@@ -50,6 +51,7 @@ class RedisServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         log.close()
         wait_for_port(self.host, self.port, timeout, self.proc)

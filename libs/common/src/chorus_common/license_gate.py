@@ -1,0 +1,105 @@
+"""The license gate every service passes through: hold a seat lease or do no work (fail closed).
+
+With ``CHORUS_LICENSE_REQUIRED=true`` a service asks the licensing service for a
+seat over NATS (``chorus.svc.licensing.lease-grant``), renews it at a third of
+its TTL, reports ``license`` as a critical health check, and refuses
+state-changing requests with 403 while it holds no valid lease. It takes a
+seat again by itself when the licensing service grants one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from chorus_common.bus import Bus
+from chorus_common.errors import ForbiddenError
+
+log = logging.getLogger("chorus.license")
+
+SUBJECT = "chorus.svc.licensing.lease-{verb}"
+
+
+class LicenseGate:
+    def __init__(self, bus: Bus, holder: str, kind: str, retry_seconds: float = 1.0) -> None:
+        self.bus = bus
+        self.holder = holder
+        self.kind = kind
+        self.retry_seconds = retry_seconds
+        self.lease: dict[str, Any] | None = None
+        self.valid_until = 0.0  # monotonic
+        self.reason = "no seat lease yet: waiting for the licensing service"
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.lease is not None and time.monotonic() < self.valid_until
+
+    def check(self) -> None:
+        """Raise 403 with the reason when the gate is closed."""
+        if not self.open:
+            raise ForbiddenError(
+                f"this service holds no license seat: {self.reason}", reason="license_unavailable"
+            )
+
+    async def health(self) -> str:
+        if not self.open:
+            raise ForbiddenError(self.reason)
+        assert self.lease is not None
+        return f"seat {self.lease['seat']} (lease {self.lease['lease_id']})"
+
+    async def _ask(self, verb: str, body: dict[str, Any]) -> dict[str, Any]:
+        msg = await self.bus.nc.request(
+            SUBJECT.format(verb=verb), json.dumps(body).encode(), timeout=2
+        )
+        doc: dict[str, Any] = json.loads(msg.data)
+        return doc
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="license-gate")
+
+    async def _run(self) -> None:
+        while True:
+            wait = self.retry_seconds
+            try:
+                sent = time.monotonic()
+                if self.lease is None:
+                    answer = await self._ask("grant", {"holder": self.holder, "kind": self.kind})
+                else:
+                    answer = await self._ask("renew", {"lease_id": self.lease["lease_id"]})
+                if answer.get("ok"):
+                    self.lease = answer
+                    ttl = float(answer["expires_in_seconds"])
+                    self.valid_until = sent + ttl * 0.9  # stop before the authority's clock says so
+                    self.reason = "ok"
+                    wait = max(0.2, ttl / 3)
+                else:
+                    error = answer.get("error", {})
+                    self.reason = str(error.get("detail", "the licensing service refused a seat"))
+                    if error.get("status") in (404, 409):
+                        self.lease = None  # our lease is gone: ask for a new one at once
+                        wait = 0.05
+                    else:
+                        self.lease = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not self.open:
+                    self.reason = (
+                        f"the licensing service does not answer ({exc or type(exc).__name__})"
+                    )
+            await asyncio.sleep(wait)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.lease is not None:
+            with contextlib.suppress(Exception):
+                await self._ask("release", {"lease_id": self.lease["lease_id"]})
+            self.lease = None
