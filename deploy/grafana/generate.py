@@ -120,9 +120,126 @@ COMMON = (
 
 #: service → (dashboard title, extra panels). Extra panels name the service's own metric families.
 SERVICES: dict[str, tuple[str, tuple[Panel, ...]]] = {
-    "licensing": ("Licensing", ()),
-    "election": ("Election", ()),
-    "pubsub-gateway": ("Pub/sub gateway", ()),
+    "licensing": (
+        "Licensing",
+        (
+            Panel("License valid", f"max(chorus_licensing_license_valid{{{JOB}}})", kind="stat"),
+            Panel(
+                "Seats used / total",
+                f"max(chorus_licensing_seats_used{{{JOB}}}) / max(chorus_licensing_seats_total{{{JOB}}})",
+                "percentunit",
+                kind="stat",
+            ),
+            Panel(
+                "Grace remaining",
+                f"min(chorus_licensing_grace_remaining_seconds{{{JOB}}})",
+                "s",
+                kind="stat",
+            ),
+            Panel(
+                "Breaker state (0 closed, 1 half-open, 2 open)",
+                f"max(chorus_licensing_breaker_state{{{JOB}}})",
+            ),
+            Panel(
+                "Validations / s",
+                f"sum by (result) (rate(chorus_licensing_validations_total{{{JOB}}}[5m]))",
+                "ops",
+                "{{result}}",
+            ),
+            Panel(
+                "Lease events / s",
+                f"sum by (event) (rate(chorus_licensing_lease_events_total{{{JOB}}}[5m]))",
+                "ops",
+                "{{event}}",
+            ),
+        ),
+    ),
+    "election": (
+        "Election",
+        (
+            Panel(
+                "Admins",
+                f"sum(chorus_election_is_admin{{{JOB}}})",
+                kind="stat",
+                description="Exactly one when healthy",
+            ),
+            Panel("Current term", f"max(chorus_election_term{{{JOB}}})", kind="stat"),
+            Panel("Live candidates", f"max(chorus_election_live_candidates{{{JOB}}})", kind="stat"),
+            Panel(
+                "Elections by trigger",
+                f"sum by (trigger) (increase(chorus_election_elections_total{{{JOB}}}[1h]))",
+                "short",
+                "{{trigger}}",
+            ),
+            Panel(
+                "Election duration p99",
+                f"histogram_quantile(0.99, sum by (le) (rate(chorus_election_duration_seconds_bucket{{{JOB}}}[15m])))",
+                "s",
+            ),
+            Panel(
+                "Heartbeat lag",
+                f"max by (node_id) (chorus_election_heartbeat_lag_seconds{{{JOB}}})",
+                "s",
+                "{{node_id}}",
+            ),
+            Panel(
+                "Score components",
+                f"avg by (component) (chorus_election_score{{{JOB}}})",
+                "short",
+                "{{component}}",
+            ),
+            Panel(
+                "Step-downs and split brains",
+                f"sum(increase(chorus_election_stepdowns_total{{{JOB}}}[1h])) + "
+                f"sum(increase(chorus_election_split_brain_detections_total{{{JOB}}}[1h]))",
+            ),
+        ),
+    ),
+    "pubsub-gateway": (
+        "Pub/sub gateway",
+        (
+            Panel(
+                "Published / s",
+                f"sum by (type) (rate(chorus_pubsub_published_total{{{JOB}}}[5m]))",
+                "ops",
+                "{{type}}",
+            ),
+            Panel(
+                "Rejected / s",
+                f"sum by (reason) (rate(chorus_pubsub_rejected_total{{{JOB}}}[5m]))",
+                "ops",
+                "{{reason}}",
+            ),
+            Panel(
+                "Publish p99",
+                f"histogram_quantile(0.99, sum by (le) (rate(chorus_pubsub_publish_latency_seconds_bucket{{{JOB}}}[5m])))",
+                "s",
+            ),
+            Panel(
+                "Subscribers",
+                f"sum by (transport) (chorus_pubsub_active_subscribers{{{JOB}}})",
+                "short",
+                "{{transport}}",
+            ),
+            Panel(
+                "Dropped slow subscribers",
+                f"sum by (transport) (increase(chorus_pubsub_dropped_subscribers_total{{{JOB}}}[1h]))",
+                "short",
+                "{{transport}}",
+            ),
+            Panel(
+                "Rate limited / s",
+                f"sum(rate(chorus_pubsub_rate_limited_total{{{JOB}}}[5m]))",
+                "ops",
+            ),
+            Panel(
+                "Secrets redacted / s",
+                f"sum by (pattern) (rate(chorus_shhh_redactions_total{{{JOB}}}[5m]))",
+                "ops",
+                "{{pattern}}",
+            ),
+        ),
+    ),
     "dht": ("DHT", ()),
     "coordinator": ("Coordinator", ()),
     "backbeat": ("BACKBEAT", ()),
