@@ -31,9 +31,10 @@ $(VENV)/.synced: $(UV) uv.lock $(PYPROJECTS)
 uv.lock: $(PYPROJECTS) | $(UV)
 	$(UV) lock
 
-# Debian packages the tests run for real: redis-server, prometheus (and promtool).
-DEBIAN_PACKAGES := redis-server prometheus
-DEBIAN_PROBES := redis-server promtool prometheus
+# Debian packages the tests run for real: redis-server, prometheus (and promtool), chromium
+# (the HAP web UI under Playwright) and tmux (the HAP terminal UI).
+DEBIAN_PACKAGES := redis-server prometheus chromium tmux
+DEBIAN_PROBES := redis-server promtool prometheus chromium tmux
 
 system-deps:
 	@missing=; for bin in $(DEBIAN_PROBES); do command -v $$bin >/dev/null || missing=1; done; \

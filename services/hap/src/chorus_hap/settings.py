@@ -1,0 +1,35 @@
+"""HAP settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from chorus_common.config import ChorusSettings
+
+
+class HapSettings(ChorusSettings):
+    #: the person's agent id on the mesh (defaults to human-<node id>)
+    hap_agent_id: str = ""
+    hap_role: str = Field(default="human", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    hap_mode: Literal["terminal", "web"] = "web"
+    #: web logins: "token=agent_id" pairs, comma-separated; the admin token logs in as hap_agent_id
+    hap_tokens: str = ""
+    hap_session_seconds: float = Field(default=8 * 3600.0, gt=0)
+    #: votes needed to close a decision
+    hap_quorum: int = Field(default=2, ge=1)
+    #: a DHT node for the UCXL browser and decision records
+    hap_dht_url: str | None = None
+
+    def agent_id(self) -> str:
+        return self.hap_agent_id or f"human-{self.node_id}"
+
+    def logins(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for pair in filter(None, (p.strip() for p in self.hap_tokens.split(","))):
+            token, _, agent = pair.partition("=")
+            out[token] = agent or self.agent_id()
+        if self.admin_token is not None:
+            out.setdefault(self.admin_token.get_secret_value(), self.agent_id())
+        return out

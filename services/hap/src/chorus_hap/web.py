@@ -1,0 +1,347 @@
+"""The web face of HAP: server-rendered pages, a live feed over SSE, no external assets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from chorus_common.errors import ChorusError
+from chorus_hap.portal import WIZARD_TYPES, FeedItem
+
+if TYPE_CHECKING:
+    from chorus_hap.service import HapService
+
+HERE = Path(__file__).parent
+COOKIE = "hap_session"
+
+
+class SessionError(Exception):
+    pass
+
+
+def _templates() -> Environment:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
+    env.filters["clock"] = lambda at: datetime.fromtimestamp(at).strftime("%H:%M:%S")
+    env.filters["urlencode"] = lambda s: quote(str(s), safe="")
+    return env
+
+
+class Sessions:
+    """Signed, expiring session cookies: ``agent|expires|mac``."""
+
+    def __init__(self, secret: bytes, lifetime: float) -> None:
+        self.secret, self.lifetime = secret, lifetime
+
+    def _mac(self, body: str) -> str:
+        return hmac.new(self.secret, body.encode(), hashlib.sha256).hexdigest()
+
+    def issue(self, agent: str, now: float | None = None) -> str:
+        body = f"{agent}|{(now or time.time()) + self.lifetime:.0f}"
+        return f"{body}|{self._mac(body)}"
+
+    def agent(self, cookie: str | None, now: float | None = None) -> str:
+        if not cookie:
+            raise SessionError("please sign in")
+        body, _, mac = cookie.rpartition("|")
+        if not hmac.compare_digest(mac, self._mac(body)):
+            raise SessionError("your session is not valid; please sign in again")
+        agent, _, expires = body.partition("|")
+        if float(expires) < (now or time.time()):
+            raise SessionError("your session has expired; please sign in again")
+        return agent
+
+
+def install_web(app: FastAPI, service: HapService) -> None:
+    templates = _templates()
+    settings = service.settings
+    secret = hashlib.sha256(
+        (settings.admin_token.get_secret_value() if settings.admin_token else "").encode()
+        + settings.node_id.encode()
+        + b"hap-sessions"
+    ).digest()
+    sessions = Sessions(secret, settings.hap_session_seconds)
+    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="hap-static")
+
+    def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("title", name)
+        html = templates.get_template(name).render(**context)
+        return HTMLResponse(html, status_code=status)
+
+    def who(request: Request) -> str:
+        return sessions.agent(request.cookies.get(COOKIE))
+
+    async def form(request: Request) -> dict[str, str]:
+        data = parse_qs((await request.body()).decode(), keep_blank_values=True)
+        return {k: v[0] for k, v in data.items()}
+
+    def to_login(message: str) -> RedirectResponse:
+        return RedirectResponse(f"/ui/login?error={quote(message)}", status_code=303)
+
+    @app.get("/ui/login", include_in_schema=False)
+    async def login_page(error: str | None = None) -> HTMLResponse:
+        return page("login.html", title="Sign in", error=error, agent=None)
+
+    @app.post("/ui/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        token = (await form(request)).get("token", "")
+        agent = settings.logins().get(token)
+        if agent is None:
+            return page(
+                "login.html",
+                status=401,
+                title="Sign in",
+                agent=None,
+                error="that token is not valid for this portal",
+            )
+        await service.portal.person(agent)  # its key is registered on first sign-in
+        response = RedirectResponse("/ui", status_code=303)
+        response.set_cookie(
+            COOKIE,
+            sessions.issue(agent),
+            httponly=True,
+            samesite="strict",
+            max_age=int(settings.hap_session_seconds),
+        )
+        return response
+
+    @app.get("/ui/logout", include_in_schema=False)
+    async def logout() -> Response:
+        response = RedirectResponse("/ui/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    async def guarded(request: Request, render: Any) -> Response:
+        try:
+            agent = who(request)
+        except SessionError as exc:
+            return to_login(str(exc))
+        return await render(agent)
+
+    @app.get("/ui", include_in_schema=False)
+    async def feed(request: Request, subject: str = "chorus.>") -> Response:
+        async def render(agent: str) -> Response:
+            try:
+                items = list(reversed(service.portal.recent_items(subject)))
+            except ChorusError as exc:
+                return page(
+                    "feed.html",
+                    title="Feed",
+                    agent=agent,
+                    items=[],
+                    subject=subject,
+                    error=exc.detail,
+                )
+            return page("feed.html", title="Feed", agent=agent, items=items[:100], subject=subject)
+
+        return await guarded(request, render)
+
+    @app.get("/ui/events", include_in_schema=False)
+    async def events(request: Request, subject: str = "chorus.>") -> Response:
+        try:
+            who(request)
+            from chorus_common.subjects import subject_matches, validate_filter
+
+            validate_filter(subject)
+        except (SessionError, ChorusError) as exc:
+            return Response(str(exc), status_code=401 if isinstance(exc, SessionError) else 400)
+        queue: asyncio.Queue[FeedItem] = asyncio.Queue(maxsize=500)
+
+        def listener(item: FeedItem) -> None:
+            if subject_matches(subject, item.subject):
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(item)
+
+        async def stream() -> Any:
+            service.portal.listeners.add(listener)
+            try:
+                yield ": live\n\n"
+                while True:
+                    try:
+                        item = await asyncio.wait_for(queue.get(), timeout=15)
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    yield f"event: message\ndata: {json.dumps(item.as_dict())}\n\n"
+            finally:
+                service.portal.listeners.discard(listener)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    @app.get("/ui/peers", include_in_schema=False)
+    async def peers(request: Request) -> Response:
+        async def render(agent: str) -> Response:
+            return page(
+                "peers.html",
+                title="Peers",
+                agent=agent,
+                peers=await service.portal.peers(),
+                admin=await service.portal.admin(),
+            )
+
+        return await guarded(request, render)
+
+    @app.get("/ui/hmmm", include_in_schema=False)
+    async def hmmm_start(request: Request) -> Response:
+        async def render(agent: str) -> Response:
+            return page(
+                "hmmm.html",
+                title="HMMM",
+                agent=agent,
+                step=1,
+                form={"type": "meta_discussion"},
+                types=WIZARD_TYPES,
+            )
+
+        return await guarded(request, render)
+
+    @app.post("/ui/hmmm", include_in_schema=False)
+    async def hmmm_step(request: Request) -> Response:
+        data = await form(request)
+
+        async def render(agent: str) -> Response:
+            step = int(data.get("step", "1") or 1)
+            ctx: dict[str, Any] = {
+                "title": "HMMM",
+                "agent": agent,
+                "form": data,
+                "types": WIZARD_TYPES,
+            }
+            if step <= 2:
+                return page("hmmm.html", step=step, **ctx)
+            try:
+                preview = await service.portal.compose(
+                    agent,
+                    data.get("type", "meta_discussion"),
+                    data.get("text", ""),
+                    thread=data.get("thread") or None,
+                    task=data.get("task") or None,
+                )
+            except ChorusError as exc:
+                return page("hmmm.html", step=2, error=exc.detail, status=422, **ctx)
+            if step == 3:
+                body = json.dumps(
+                    preview.envelope.payload.model_dump(mode="json", exclude_none=True), indent=2
+                )
+                return page(
+                    "hmmm.html",
+                    step=3,
+                    preview_text=body,
+                    subjects=preview.subjects,
+                    findings=sorted({f.pattern for f in preview.findings}),
+                    **ctx,
+                )
+            result = await service.portal.send(agent, preview)
+            return page("hmmm.html", step=4, result=result, **ctx)
+
+        return await guarded(request, render)
+
+    @app.get("/ui/ucxl", include_in_schema=False)
+    async def ucxl(request: Request, prefix: str = "") -> Response:
+        async def render(agent: str) -> Response:
+            addresses: list[str] = []
+            error = None
+            if prefix:
+                try:
+                    listing = await service.portal.ucxl("/v1/ucxl", {"prefix": prefix})
+                    items = listing.get("items", listing.get("addresses", []))
+                    addresses = [i["address"] if isinstance(i, dict) else str(i) for i in items]
+                except ChorusError as exc:
+                    error = exc.detail
+            return page(
+                "ucxl.html",
+                title="UCXL",
+                agent=agent,
+                prefix=prefix,
+                addresses=addresses,
+                record=None,
+                error=error,
+            )
+
+        return await guarded(request, render)
+
+    @app.get("/ui/ucxl/view", include_in_schema=False)
+    async def ucxl_view(request: Request, address: str) -> Response:
+        async def render(agent: str) -> Response:
+            try:
+                record = await service.portal.ucxl(
+                    f"/v1/ucxl/{quote(address, safe='')}", {"role": settings.hap_role}
+                )
+                text = json.dumps(record, indent=2)
+                error = None
+            except ChorusError as exc:
+                text, error = None, exc.detail
+            return page(
+                "ucxl.html",
+                title="UCXL",
+                agent=agent,
+                prefix="",
+                addresses=[],
+                record=text,
+                address=address,
+                error=error,
+            )
+
+        return await guarded(request, render)
+
+    @app.get("/ui/decisions", include_in_schema=False)
+    async def decisions(
+        request: Request, error: str | None = None, notice: str | None = None
+    ) -> Response:
+        async def render(agent: str) -> Response:
+            items = [d.as_dict() for d in service.portal.book.decisions.values()]
+            return page(
+                "decisions.html",
+                title="Decisions",
+                agent=agent,
+                decisions=items,
+                error=error,
+                notice=notice,
+            )
+
+        return await guarded(request, render)
+
+    @app.post("/ui/decisions", include_in_schema=False)
+    async def open_decision(request: Request) -> Response:
+        data = await form(request)
+
+        async def render(agent: str) -> Response:
+            title = data.get("title", "").strip()
+            if not title:
+                return RedirectResponse(
+                    "/ui/decisions?error=" + quote("a decision needs a title"), 303
+                )
+            decision_id = await service.portal.open_decision(agent, title)
+            await service.portal.wait_decision(decision_id)
+            return RedirectResponse(f"/ui/decisions?notice={quote('opened ' + decision_id)}", 303)
+
+        return await guarded(request, render)
+
+    @app.post("/ui/decisions/{decision_id}/vote", include_in_schema=False)
+    async def vote(request: Request, decision_id: str) -> Response:
+        data = await form(request)
+
+        async def render(agent: str) -> Response:
+            try:
+                await service.portal.vote(
+                    agent, decision_id, data.get("choice", ""), data.get("comment", "")
+                )
+            except ChorusError as exc:
+                return RedirectResponse("/ui/decisions?error=" + quote(exc.detail), 303)
+            decision = service.portal.book.decisions[decision_id]
+            await service.portal.wait_for(lambda: agent in decision.votes, 5, "the vote")
+            return RedirectResponse("/ui/decisions?notice=" + quote("vote recorded"), 303)
+
+        return await guarded(request, render)
