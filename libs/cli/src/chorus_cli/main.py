@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import runpy
 import signal
 import sys
@@ -165,6 +166,26 @@ def serve(
         raise typer.Exit(2)
     sys.argv = [module]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+@app.command()
+def hap(
+    agent: Annotated[str | None, typer.Option(help="your agent id on the mesh")] = None,
+    nats_url: Annotated[
+        str | None, typer.Option(help="NATS URL (default: the running `chorus up`)")
+    ] = None,
+    data_dir: DataDir = Path(".chorus"),
+) -> None:
+    """Join the mesh as a person: the HAP terminal UI (nine commands)."""
+    if nats_url is None:
+        state = read_state(data_dir)
+        nats_url = str(state["nats_url"]) if state else os.environ.get("CHORUS_NATS_URL")
+    if nats_url:
+        os.environ["CHORUS_NATS_URL"] = nats_url
+    os.environ.setdefault("CHORUS_DATA_DIR", str(data_dir / "hap-terminal"))
+    sys.argv = ["chorus hap", *(["--agent", agent] if agent else [])]
+    os.environ["CHORUS_HAP_MODE"] = "terminal"
+    runpy.run_module("chorus_hap", run_name="__main__", alter_sys=True)
 
 
 @app.command()
