@@ -1,0 +1,146 @@
+"""BACKBEAT on a real bus: tempo, pulse failover, six phases, failures, overruns, drift, silence."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+
+from chorus_common.backbeat import BeatFrame, Phase, Tracker
+from chorus_common.bus import Bus
+from chorus_common.natsserver import free_port
+from chorus_common.processes import ServiceProcess
+from chorus_common.testing import wait_until
+
+TEMPO = 600.0  # ten beats a second, so a test sees many beats
+
+
+def start(nats_url: str, tmp_path: Path, node: str) -> ServiceProcess:
+    return ServiceProcess(
+        instance=node,
+        service="backbeat",
+        port=free_port(),
+        env={
+            "CHORUS_NATS_URL": nats_url,
+            "CHORUS_NODE_ID": node,
+            "CHORUS_DATA_DIR": str(tmp_path / node),
+            "CHORUS_BACKBEAT_TEMPO_BPM": str(TEMPO),
+            "CHORUS_BACKBEAT_LEASE_TTL_SECONDS": "0.6",
+            "CHORUS_BACKBEAT_SILENCE_BEATS": "10",
+            "CHORUS_BACKBEAT_BAR_LENGTH": "20",
+            "CHORUS_HEALTH_INTERVAL_SECONDS": "0.5",
+            "CHORUS_ADMIN_TOKEN": "test-admin-token",
+        },
+        log_path=tmp_path / f"{node}.log",
+    ).start()
+
+
+@pytest.mark.slow
+async def test_beat_failover_and_operation_telemetry(
+    nats_url: str, tmp_path: Path, bus_client: Bus
+) -> None:
+    procs = {n: start(nats_url, tmp_path, n) for n in ("bb1", "bb2")}
+    nc = await nats.connect(nats_url)
+    frames: list[tuple[float, BeatFrame]] = []
+
+    async def on_frame(msg: Any) -> None:
+        frames.append((time.monotonic(), BeatFrame.model_validate_json(msg.data)))
+
+    await nc.subscribe("chorus.backbeat.beat", cb=on_frame)
+    try:
+        for p in procs.values():
+            await p.wait_ready(30)
+        await wait_until(lambda: len(frames) > 5, timeout=15, message="beats")
+
+        # tempo: frames over a 2 s window, within a tolerance derived from the tempo
+        frames.clear()
+        await asyncio.sleep(2.0)
+        expected = 2.0 * TEMPO / 60
+        assert abs(len(frames) - expected) <= 0.25 * expected + 2, len(frames)
+
+        # kill the pulse leader: the other continues the index, no repeats, no going back
+        pulses = {}
+        for node, p in procs.items():
+            pulses[node] = (await _get(p, "/v1/tempo"))["pulse"]
+        leader = next(n for n, is_pulse in pulses.items() if is_pulse)
+        before = frames[-1][1].beat_index
+        procs[leader].kill()
+        killed_at = time.monotonic()
+        await wait_until(
+            lambda: any(t > killed_at + 0.3 and f.beat_index > before for t, f in frames),
+            timeout=15,
+            message="the next leader pulses",
+        )
+        indices = [f.beat_index for _, f in frames]
+        assert indices == sorted(indices) and len(indices) == len(set(indices))
+        survivor = next(p for n, p in procs.items() if n != leader)
+        assert (await _get(survivor, "/v1/tempo"))["pulse"] is True
+
+        # operations through the tracker: six phases in order; a failure; an overrun
+        tracker = Tracker(bus_client, "agent-ops")
+        await tracker.start()
+        async with tracker.operation("dht.store", budget_beats=50) as op:
+            for phase in (Phase.CONNECTING, Phase.NEGOTIATING, Phase.EXECUTING):
+                await op.phase(phase)
+        with pytest.raises(RuntimeError):
+            async with tracker.operation("dht.retrieve"):
+                raise RuntimeError("replica unreachable")
+        async with tracker.operation("publish", budget_beats=1):
+            await asyncio.sleep(0.6)  # about six beats
+
+        async def ops() -> list[dict[str, Any]]:
+            return (await _get(survivor, "/v1/operations"))["operations"]
+
+        await wait_until(lambda: _count(ops, 3), timeout=10, message="three operations")
+        by_kind = {o["kind"]: o for o in await ops()}
+        assert [p["phase"] for p in by_kind["dht.store"]["phases"]] == [
+            p.value for p in Phase if p is not Phase.FAILED
+        ]
+        assert by_kind["dht.retrieve"]["phase"] == "failed"
+        assert "replica unreachable" in by_kind["dht.retrieve"]["error"]
+        assert by_kind["publish"]["overrun"] is True and by_kind["dht.store"]["overrun"] is False
+        failed_only = (await _get(survivor, "/v1/operations?phase=failed"))["operations"]
+        assert [o["kind"] for o in failed_only] == ["dht.retrieve"]
+
+        # an agent whose clock drifts, and one that goes silent
+        drifter = Tracker(bus_client, "agent-drift")
+        await drifter.start()
+        drifter.offset = -30
+        await drifter.heartbeat("executing")
+        await tracker.heartbeat("executing")
+        await wait_until(
+            lambda: _health(survivor, "agent-drift", "drifting"), timeout=10, message="drifting"
+        )
+        await wait_until(
+            lambda: _health(survivor, "agent-ops", "silent"), timeout=15, message="silent"
+        )
+        metrics = httpx.get(f"{survivor.url}/metrics").text
+        assert "chorus_backbeat_overruns_total{" in metrics
+        bars = (await _get(survivor, "/v1/bars"))["bars"]
+        assert bars and bars[0]["type"] == "backbeat.barreport.v1"
+        await tracker.stop()
+        await drifter.stop()
+    finally:
+        await nc.close()
+        for p in procs.values():
+            p.kill()
+
+
+async def _get(proc: ServiceProcess, path: str) -> Any:
+    async with httpx.AsyncClient(timeout=5) as client:
+        return (await client.get(f"{proc.url}{path}")).json()
+
+
+async def _count(fetch: Any, n: int) -> bool:
+    return len(await fetch()) >= n
+
+
+async def _health(proc: ServiceProcess, agent: str, state: str) -> bool:
+    async with httpx.AsyncClient(timeout=5) as client:
+        resp = await client.get(f"{proc.url}/v1/agents/{agent}/health")
+    return resp.status_code == 200 and resp.json()["health"] == state
