@@ -40,7 +40,7 @@ class Phase(StrEnum):
 
 
 PHASE_ORDER = list(Phase)
-STATE_OF_PHASE: dict[Phase, "ClaimState"] = {
+STATE_OF_PHASE: dict[Phase, ClaimState] = {
     Phase.STARTED: "planning",
     Phase.CONNECTING: "planning",
     Phase.NEGOTIATING: "planning",
