@@ -1,10 +1,319 @@
-"""Wiring and lifecycle of the dht service; its domain arrives in its own issue."""
+"""The DHT service: one Kademlia node per process, with encrypted UCXL storage over REST."""
 
 from __future__ import annotations
 
+import json
+import secrets
+import time
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, Header, Query
+from nats.js.errors import KeyNotFoundError
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import BaseModel, Field
+
+from chorus_common.config import ChorusSettings
+from chorus_common.errors import ConfigError, OversizeError, RequestInvalidError
+from chorus_common.metrics import LATENCY_BUCKETS
+from chorus_common.sealed import RoleKeyPair, SealedValue, open_sealed, seal
 from chorus_common.service import Service
+from chorus_common.topology import BUCKET_REGISTRY
+from chorus_common.ucxl import UcxlAddress
+from chorus_dht.node import DhtNode
+from chorus_dht.storage import RedisStorage, SqliteStorage, Storage
+
+
+class DhtSettings(ChorusSettings):
+    dht_mode: Literal["client", "server", "auto"] = "auto"
+    dht_engine: Literal["sqlite", "redis", "none"] = "sqlite"
+    dht_replication: int = Field(default=3, ge=1, le=20)
+    dht_max_value_bytes: int = Field(default=256 * 1024, ge=1024)
+    dht_default_ttl_seconds: float = Field(default=30 * 24 * 3600.0, gt=0)
+    dht_announce_interval_seconds: float = Field(default=1.0, gt=0)
+    dht_repair_interval_seconds: float = Field(default=2.0, gt=0)
+
+
+class PutValue(BaseModel):
+    value: Any
+    roles: list[str] = Field(min_length=1, description="roles that may read it")
+    ttl_seconds: float | None = Field(default=None, gt=0)
+
+
+class RoleKey(BaseModel):
+    public_key: str = Field(min_length=40, max_length=64, description="X25519, URL-safe base64")
+
+
+class DecisionRecord(BaseModel):
+    decision: str = Field(min_length=1)
+    rationale: str = ""
+    author: str = Field(pattern=r"^[a-zA-Z0-9_\-]+$")
+    role: str = Field(default="any", pattern=r"^[a-zA-Z0-9_\-]+$")
+    project: str = Field(pattern=r"^[a-zA-Z0-9_\-]+$")
+    task: str = Field(default="any", pattern=r"^[a-zA-Z0-9_\-]+$")
+    related: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(min_length=1)
 
 
 class DhtService(Service):
     name = "dht"
     description = "Kademlia DHT node over NATS with encrypted UCXL storage"
+    settings_class = DhtSettings
+    settings: DhtSettings
+
+    def __init__(self, settings: DhtSettings | None = None) -> None:
+        super().__init__(settings)
+        r = self.metrics.registry
+        self.m_rpcs = Counter(
+            "chorus_dht_rpcs_total",
+            "Node RPCs sent, by kind and result",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.m_hops = Histogram(
+            "chorus_dht_lookup_hops",
+            "Rounds of an iterative lookup",
+            buckets=(1, 2, 3, 4, 5, 6, 8, 10, 15),
+            registry=r,
+        )
+        self.m_latency = Histogram(
+            "chorus_dht_operation_duration_seconds",
+            "put/get/delete/list latency",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.m_records = Gauge("chorus_dht_stored_records", "Records held by this node", registry=r)
+        self.m_bytes = Gauge(
+            "chorus_dht_stored_bytes", "Bytes of records held by this node", registry=r
+        )
+        self.m_repairs = Counter(
+            "chorus_dht_replication_repairs_total", "Copies re-sent to restore R", registry=r
+        )
+        self.m_routing = Gauge(
+            "chorus_dht_routing_table_size", "Nodes in the routing table", registry=r
+        )
+        self.m_under = Gauge(
+            "chorus_dht_under_replicated_records",
+            "Local records with fewer than R live replicas known",
+            registry=r,
+        )
+
+    def _storage(self) -> Storage | None:
+        s = self.settings
+        if s.dht_mode == "client" or s.dht_engine == "none":
+            return None
+        if s.dht_engine == "redis":
+            if not s.redis_url:
+                raise ConfigError("CHORUS_DHT_ENGINE=redis needs CHORUS_REDIS_URL")
+            return RedisStorage(s.redis_url, s.node_id)
+        return SqliteStorage(s.data_dir / "dht.sqlite3")
+
+    async def setup(self) -> None:
+        s = self.settings
+        self.node = DhtNode(
+            self.bus,
+            s.node_id,
+            self._storage(),
+            mode=s.dht_mode,
+            replication=s.dht_replication,
+            announce_interval=s.dht_announce_interval_seconds,
+            repair_interval=s.dht_repair_interval_seconds,
+            on_rpc=lambda kind, result: self.m_rpcs.labels(kind, result).inc(),
+            on_repair=self.m_repairs.inc,
+        )
+        await self.node.start()
+        self.registry_kv = await self.bus.js.key_value(BUCKET_REGISTRY)
+
+        async def storage_check() -> str:
+            if self.node.storage is None:
+                return "client mode: no storage"
+            records = await self.node.storage.all()
+            self.m_records.set(len(records))
+            self.m_bytes.set(sum(len(json.dumps(r)) for r in records))
+            self.m_routing.set(len(self.node.table))
+            return f"{len(records)} records, {len(self.node.table)} peers"
+
+        self.health.add("storage", storage_check, critical=True)
+
+    async def teardown(self) -> None:
+        await self.node.stop()
+
+    async def role_keys(self, roles: list[str]) -> dict[str, str]:
+        out = {}
+        for role in roles:
+            try:
+                entry = await self.registry_kv.get(f"role.{role}")
+            except KeyNotFoundError:
+                raise RequestInvalidError(
+                    f"unknown role {role!r}: register its key with POST /v1/roles/{role}/keys"
+                ) from None
+            out[role] = json.loads(entry.value or b"{}")["public_key"]
+        return out
+
+    async def put(
+        self, address: UcxlAddress, value: Any, roles: list[str], ttl: float | None
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        plaintext = json.dumps(value).encode()
+        if len(plaintext) > self.settings.dht_max_value_bytes:
+            raise OversizeError(
+                f"value is {len(plaintext)} bytes; the limit is {self.settings.dht_max_value_bytes}"
+            )
+        sealed = seal(plaintext, await self.role_keys(roles), aad=str(address).encode())
+        key = address.key().hex()
+        now = time.time()
+        record = {
+            "key": key,
+            "address": str(address),
+            "sealed": sealed.model_dump(),
+            "version": time.time_ns(),
+            "stored_at": now,
+            "expires_at": now + (ttl or self.settings.dht_default_ttl_seconds),
+            "deleted": False,
+        }
+        replicas = await self.node.store(record)
+        self.m_hops.observe(self.node.last_hops)
+        self.m_latency.labels("put").observe(time.perf_counter() - started)
+        return {
+            "address": str(address),
+            "key": key,
+            "replicas": replicas,
+            "roles": sorted(sealed.wrapped),
+        }
+
+    def routes(self, app: FastAPI) -> None:
+        admin = self.require_admin()
+
+        @app.put("/v1/ucxl/{address:path}", dependencies=[Depends(admin)], tags=["ucxl"])
+        async def put_value(address: str, body: PutValue) -> dict[str, Any]:
+            """Encrypt for the given roles and store on the R closest nodes."""
+            return await self.put(
+                UcxlAddress.parse(address), body.value, body.roles, body.ttl_seconds
+            )
+
+        @app.get("/v1/ucxl/{address:path}", tags=["ucxl"])
+        async def get_value(
+            address: str,
+            x_chorus_role: str | None = Header(default=None),
+            x_chorus_role_key: str | None = Header(default=None),
+        ) -> dict[str, Any]:
+            """The sealed record; with X-Chorus-Role and X-Chorus-Role-Key, the decrypted value."""
+            started = time.perf_counter()
+            parsed = UcxlAddress.parse(address)
+            record = await self.node.find(parsed.key().hex())
+            self.m_latency.labels("get").observe(time.perf_counter() - started)
+            doc: dict[str, Any] = {
+                "address": record["address"],
+                "version": record["version"],
+                "roles": sorted(record["sealed"]["wrapped"]),
+                "stored_at": record["stored_at"],
+            }
+            if x_chorus_role and x_chorus_role_key:
+                plaintext = open_sealed(
+                    SealedValue.model_validate(record["sealed"]),
+                    x_chorus_role,
+                    RoleKeyPair.from_private(x_chorus_role_key),
+                    aad=record["address"].encode(),
+                )
+                doc["value"] = json.loads(plaintext)
+            else:
+                doc["sealed"] = record["sealed"]
+            return doc
+
+        @app.delete("/v1/ucxl/{address:path}", dependencies=[Depends(admin)], tags=["ucxl"])
+        async def delete_value(address: str) -> dict[str, Any]:
+            parsed = UcxlAddress.parse(address)
+            key = parsed.key().hex()
+            await self.node.find(key)  # 404 if absent
+            now = time.time()
+            tomb = {
+                "key": key,
+                "address": str(parsed),
+                "sealed": None,
+                "version": time.time_ns(),
+                "stored_at": now,
+                "expires_at": now + self.settings.dht_default_ttl_seconds,
+                "deleted": True,
+            }
+            return {"deleted": str(parsed), "replicas": await self.node.store(tomb)}
+
+        @app.get("/v1/ucxl", tags=["ucxl"])
+        async def list_values(
+            prefix: str = Query("ucxl://", description="address prefix"),
+        ) -> dict[str, Any]:
+            items = [
+                {
+                    "address": r["address"],
+                    "version": r["version"],
+                    "roles": sorted(r["sealed"]["wrapped"]),
+                }
+                for r in await self.node.list(prefix)
+            ]
+            return {"prefix": prefix, "items": items}
+
+        @app.get("/v1/nodes", tags=["dht"])
+        async def nodes() -> dict[str, Any]:
+            return {
+                "self": {
+                    "name": self.node.name,
+                    "id": f"{self.node.node_id:064x}",
+                    "server": self.node.server,
+                    "mode": self.node.mode,
+                },
+                "peers": [
+                    {"name": p.name, "id": f"{p.node_id:064x}", "server": p.server}
+                    for p in self.node.peers.values()
+                ],
+            }
+
+        @app.get("/v1/routing", tags=["dht"])
+        async def routing() -> dict[str, Any]:
+            return {
+                "k": self.node.k,
+                "size": len(self.node.table),
+                "buckets": {
+                    str(i): list(b.values())
+                    for i, b in sorted(self.node.table.buckets.items())
+                    if b
+                },
+            }
+
+        @app.get("/v1/local", tags=["dht"])
+        async def local() -> dict[str, Any]:
+            """What this node itself stores (for operators counting replicas)."""
+            records = await self.node.storage.all() if self.node.storage is not None else []
+            return {
+                "records": [
+                    {"key": r["key"], "address": r["address"], "deleted": r.get("deleted", False)}
+                    for r in records
+                ]
+            }
+
+        @app.post(
+            "/v1/roles/{role}/keys", dependencies=[Depends(admin)], status_code=201, tags=["roles"]
+        )
+        async def register_role(role: str, body: RoleKey) -> dict[str, str]:
+            """Register the X25519 public key values for ``role`` are sealed to."""
+            if not role.replace("-", "").replace("_", "").isalnum():
+                raise RequestInvalidError(
+                    f"role {role!r} may contain only letters, digits, '_' and '-'"
+                )
+            await self.registry_kv.put(
+                f"role.{role}", json.dumps({"public_key": body.public_key}).encode()
+            )
+            return {"role": role, "public_key": body.public_key}
+
+        @app.post(
+            "/v1/decisions", dependencies=[Depends(admin)], status_code=201, tags=["decisions"]
+        )
+        async def publish_decision(body: DecisionRecord) -> dict[str, Any]:
+            """DecisionPublisher: store a decision record at its UCXL address."""
+            decision_id = secrets.token_hex(6)
+            address = UcxlAddress.parse(
+                f"ucxl://{body.author}:{body.role}@{body.project}:{body.task}/*^/decisions/{decision_id}.json"
+            )
+            record = body.model_dump(exclude={"roles"}) | {
+                "decision_id": decision_id,
+                "at": time.time(),
+            }
+            return await self.put(address, record, body.roles, None)

@@ -1,0 +1,130 @@
+"""Where a node keeps its records: one interface, a SQLite file (embedded default) or Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosqlite
+import redis.asyncio as redis
+
+
+class Storage(Protocol):
+    engine: str
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def put(self, key: str, record: dict[str, Any]) -> None: ...
+    async def get(self, key: str) -> dict[str, Any] | None: ...
+    async def delete(self, key: str) -> None: ...
+    async def all(self) -> list[dict[str, Any]]: ...
+    async def raw_dump(self) -> bytes: ...
+
+
+def _live(record: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
+    if record is None or (record.get("expires_at") and record["expires_at"] < now):
+        return None
+    return record
+
+
+class SqliteStorage:
+    engine = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = await aiosqlite.connect(self.path)
+        await self.db.execute("PRAGMA journal_mode=WAL")
+        await self.db.execute(
+            "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, body TEXT NOT NULL, expires_at REAL)"
+        )
+        await self.db.commit()
+
+    async def close(self) -> None:
+        if self.db is not None:
+            await self.db.close()
+
+    async def put(self, key: str, record: dict[str, Any]) -> None:
+        assert self.db is not None
+        await self.db.execute(
+            "INSERT INTO records(key, body, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET body=excluded.body, expires_at=excluded.expires_at",
+            (key, json.dumps(record), record.get("expires_at")),
+        )
+        await self.db.commit()
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        assert self.db is not None
+        async with self.db.execute("SELECT body FROM records WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return _live(json.loads(row[0]) if row else None, time.time())
+
+    async def delete(self, key: str) -> None:
+        assert self.db is not None
+        await self.db.execute("DELETE FROM records WHERE key = ?", (key,))
+        await self.db.commit()
+
+    async def all(self) -> list[dict[str, Any]]:
+        assert self.db is not None
+        now = time.time()
+        await self.db.execute(
+            "DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at < ?", (now,)
+        )
+        await self.db.commit()
+        async with self.db.execute("SELECT body FROM records") as cur:
+            return [json.loads(row[0]) for row in await cur.fetchall()]
+
+    async def raw_dump(self) -> bytes:
+        return self.path.read_bytes() + b"".join(
+            p.read_bytes() for p in self.path.parent.glob(self.path.name + "-*") if p.is_file()
+        )
+
+
+class RedisStorage:
+    engine = "redis"
+
+    def __init__(self, url: str, namespace: str) -> None:
+        self.url, self.hash = url, f"chorus:dht:{namespace}:records"
+        self.client: redis.Redis | None = None
+
+    async def open(self) -> None:
+        self.client = redis.from_url(self.url)
+        await self.client.ping()
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+    async def put(self, key: str, record: dict[str, Any]) -> None:
+        assert self.client is not None
+        await self.client.hset(self.hash, key, json.dumps(record))
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        assert self.client is not None
+        body = await self.client.hget(self.hash, key)
+        return _live(json.loads(body) if body else None, time.time())
+
+    async def delete(self, key: str) -> None:
+        assert self.client is not None
+        await self.client.hdel(self.hash, key)
+
+    async def all(self) -> list[dict[str, Any]]:
+        assert self.client is not None
+        now = time.time()
+        out = []
+        for key, body in (await self.client.hgetall(self.hash)).items():
+            record = _live(json.loads(body), now)
+            if record is None:
+                await self.client.hdel(self.hash, key)
+            else:
+                out.append(record)
+        return out
+
+    async def raw_dump(self) -> bytes:
+        assert self.client is not None
+        return b"".join(v for v in (await self.client.hgetall(self.hash)).values())

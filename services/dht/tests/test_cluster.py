@@ -1,0 +1,178 @@
+"""Five real DHT node processes on a real bus, SQLite and Redis engines."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from chorus_common.natsserver import free_port
+from chorus_common.processes import ServiceProcess
+from chorus_common.sealed import RoleKeyPair
+
+ADMIN = {"Authorization": "Bearer test-admin-token"}
+NODES = [f"d{i}" for i in range(1, 6)]
+
+
+class Cluster:
+    def __init__(self, nats_url: str, base: Path, engine: str, redis_url: str | None) -> None:
+        self.nats_url, self.base, self.engine, self.redis_url = nats_url, base, engine, redis_url
+        self.procs: dict[str, ServiceProcess] = {}
+        self.ports = {n: free_port() for n in NODES}
+
+    def start(self, node: str) -> ServiceProcess:
+        env = {
+            "CHORUS_NATS_URL": self.nats_url,
+            "CHORUS_NODE_ID": node,
+            "CHORUS_DATA_DIR": str(self.base / node),
+            "CHORUS_ADMIN_TOKEN": "test-admin-token",
+            "CHORUS_DHT_ENGINE": self.engine,
+            "CHORUS_DHT_ANNOUNCE_INTERVAL_SECONDS": "0.3",
+            "CHORUS_DHT_REPAIR_INTERVAL_SECONDS": "0.5",
+            "CHORUS_HEALTH_INTERVAL_SECONDS": "0.5",
+        }
+        if self.redis_url:
+            env["CHORUS_REDIS_URL"] = self.redis_url
+        proc = ServiceProcess(
+            instance=node,
+            service="dht",
+            port=self.ports[node],
+            env=env,
+            log_path=self.base / f"{node}.log",
+        ).start()
+        self.procs[node] = proc
+        return proc
+
+    def url(self, node: str) -> str:
+        return self.procs[node].url
+
+    def holders(self, address: str) -> list[str]:
+        out = []
+        for node, proc in self.procs.items():
+            if proc.running:
+                local = httpx.get(f"{proc.url}/v1/local", timeout=2).json()["records"]
+                if any(r["address"] == address and not r["deleted"] for r in local):
+                    out.append(node)
+        return out
+
+
+def wait(cond: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} within {timeout}s")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def cluster(request: pytest.FixtureRequest, nats_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    redis_url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
+    c = Cluster(nats_url, tmp_path, request.param, redis_url)
+    for node in NODES:
+        c.start(node)
+    try:
+        for node in NODES:
+            wait(c.procs[node].is_ready, 30, f"{node} ready:\n{c.procs[node].log_tail()}")
+        wait(
+            lambda: all(len(httpx.get(f"{c.url(n)}/v1/nodes").json()["peers"]) == 4 for n in NODES),
+            15,
+            "every node knows the four others",
+        )
+        yield c
+    finally:
+        for p in c.procs.values():
+            p.kill()
+
+
+def addr(i: int) -> str:
+    return f"ucxl://gpt4:architect@chorus:v2-migration/*^/decisions/d{i}.json"
+
+
+@pytest.mark.slow
+def test_put_get_list_delete_replicate_and_repair(cluster: Cluster) -> None:
+    c = cluster
+    architect = RoleKeyPair.generate()
+    client = httpx.Client(headers=ADMIN, timeout=10)
+    assert (
+        client.post(
+            f"{c.url('d1')}/v1/roles/architect/keys", json={"public_key": architect.public_text}
+        ).status_code
+        == 201
+    )
+    for i in range(12):
+        resp = client.put(
+            f"{c.url(NODES[i % 5])}/v1/ucxl/{quote(addr(i), safe='')}",
+            json={
+                "value": {"decision": f"use plan {i}", "secret": "PLAINTEXT-MARKER"},
+                "roles": ["architect"],
+            },
+        )
+        assert resp.status_code == 200, resp.text
+        assert len(resp.json()["replicas"]) == 3
+    reader = {"X-Chorus-Role": "architect", "X-Chorus-Role-Key": architect.private_text}
+    got = client.get(f"{c.url('d3')}/v1/ucxl/{quote(addr(4), safe='')}", headers=reader).json()
+    assert got["value"] == {"decision": "use plan 4", "secret": "PLAINTEXT-MARKER"}
+    sealed_only = client.get(f"{c.url('d2')}/v1/ucxl/{quote(addr(4), safe='')}").json()
+    assert "value" not in sealed_only and "sealed" in sealed_only
+    wrong = client.get(
+        f"{c.url('d2')}/v1/ucxl/{quote(addr(4), safe='')}",
+        headers={
+            "X-Chorus-Role": "architect",
+            "X-Chorus-Role-Key": RoleKeyPair.generate().private_text,
+        },
+    )
+    assert wrong.status_code == 403 and "wrong role key" in wrong.json()["detail"]
+    listing = client.get(
+        f"{c.url('d5')}/v1/ucxl", params={"prefix": "ucxl://gpt4:architect@chorus:v2-migration/"}
+    )
+    assert len(listing.json()["items"]) == 12
+    bad = client.get(f"{c.url('d1')}/v1/ucxl/{quote('ucxl://bad address', safe='')}")
+    assert bad.status_code == 400 and bad.json()["code"] == "ucxl_address_invalid"
+    unknown_role = client.put(
+        f"{c.url('d1')}/v1/ucxl/{quote(addr(99), safe='')}", json={"value": 1, "roles": ["nobody"]}
+    )
+    assert unknown_role.status_code == 422 and "unknown role" in unknown_role.json()["detail"]
+
+    # no plaintext in any node's storage
+    assert all(b"PLAINTEXT-MARKER" not in _raw(c, n) for n in NODES)
+
+    # delete
+    assert client.delete(f"{c.url('d1')}/v1/ucxl/{quote(addr(11), safe='')}").status_code == 200
+    assert client.get(f"{c.url('d4')}/v1/ucxl/{quote(addr(11), safe='')}").status_code == 404
+
+    # kill R-1 = 2 nodes: everything still readable, and repaired back to 3 live copies
+    for victim in ("d1", "d2"):
+        c.procs[victim].kill()
+    for i in range(11):
+        resp = client.get(f"{c.url('d3')}/v1/ucxl/{quote(addr(i), safe='')}", headers=reader)
+        assert resp.status_code == 200 and resp.json()["value"]["decision"] == f"use plan {i}"
+    wait(
+        lambda: all(len(c.holders(addr(i))) >= 3 for i in range(11)),
+        20,
+        "every record back on 3 live nodes",
+    )
+
+    if c.engine == "sqlite":  # a node restarted from its SQLite file serves its records again
+        before = {r["address"] for r in httpx.get(f"{c.url('d3')}/v1/local").json()["records"]}
+        c.procs["d3"].terminate()
+        c.start("d3")
+        wait(c.procs["d3"].is_ready, 30, "d3 back")
+        after = {r["address"] for r in httpx.get(f"{c.url('d3')}/v1/local").json()["records"]}
+        assert before and before <= after
+
+
+def _raw(c: Cluster, node: str) -> bytes:
+    if c.engine == "sqlite":
+        folder = c.base / node
+        return b"".join(p.read_bytes() for p in folder.glob("dht.sqlite3*"))
+    import redis
+
+    r = redis.Redis.from_url(c.redis_url or "")
+    return b"".join(r.hgetall(f"chorus:dht:{node}:records").values())
