@@ -208,6 +208,11 @@ class DhtNode:
 
     async def lookup(self, target: int) -> list[tuple[int, str]]:
         """Iterative FIND_NODE with parallelism α; returns the k closest live servers."""
+        if len(self.table) < self.k:
+            # no bucket is full, so this node already knows every server: the iterative
+            # rounds could only return what it has (Kademlia's buckets are complete below k)
+            self.last_hops = 0
+            return self._closest_known(target, self.k)
         search = Lookup(target, self.k, self.alpha)
         search.seed(self._closest_known(target, self.k))
         while not search.done:
@@ -251,16 +256,19 @@ class DhtNode:
     async def find(self, key: str) -> dict[str, Any]:
         """Newest intact copy among the replicas; NotFoundError when there is none."""
         best: dict[str, Any] | None = None
-        for _, name in (await self.lookup(int(key, 16)))[: max(self.replication * 2, 4)]:
-            with contextlib.suppress(UnavailableError):
-                answer = await self.rpc(name, "FIND_VALUE", key=key)
-                record = answer.get("record")
-                if (
-                    record is not None
-                    and intact(record)
-                    and (best is None or record["version"] > best["version"])
-                ):
-                    best = record
+        candidates = (await self.lookup(int(key, 16)))[: max(self.replication * 2, 4)]
+        answers = await asyncio.gather(
+            *(self.rpc(name, "FIND_VALUE", key=key) for _, name in candidates),
+            return_exceptions=True,
+        )
+        for answer in answers:
+            record = answer.get("record") if isinstance(answer, dict) else None
+            if (
+                record is not None
+                and intact(record)
+                and (best is None or record["version"] > best["version"])
+            ):
+                best = record
         if best is None or best.get("deleted"):
             raise NotFoundError("no such UCXL address in the DHT")
         return best
