@@ -1,10 +1,536 @@
-"""Wiring and lifecycle of the coordinator service; its domain arrives in its own issue."""
+"""The coordinator: task board, agent registry view, leader-only scored assignment, meta-coordination."""
 
 from __future__ import annotations
 
-from chorus_common.service import Service
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from nats.js.errors import KeyNotFoundError
+from nats.micro.request import Request as MicroRequest
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import BaseModel, Field
+
+from chorus_common.bus import Delivery
+from chorus_common.config import ChorusSettings
+from chorus_common.envelopes import Envelope, MessageType, MetaDiscussion
+from chorus_common.errors import ChorusError, ConflictError, NotFoundError
+from chorus_common.leadership import LeaderLease
+from chorus_common.metrics import LATENCY_BUCKETS
+from chorus_common.service import MicroHandler, Service
+from chorus_common.topology import BUCKET_REGISTRY, BUCKET_TASKS
+from chorus_coordinator.board import TaskBoard
+from chorus_coordinator.rules import BUILTIN_RULES, Dependency, TaskView, detect, parse_custom_rules
+from chorus_coordinator.scoring import AgentProfile, HeuristicScorer, LlmScorer, Scorer, TaskNeeds
+from chorus_coordinator.sessions import Message, Session
+
+
+class CoordinatorSettings(ChorusSettings):
+    coordinator_claim_ttl_seconds: float = Field(default=60.0, gt=0)
+    coordinator_assign_interval_seconds: float = Field(default=1.0, gt=0)
+    coordinator_agent_ttl_seconds: float = Field(default=30.0, gt=0)
+    coordinator_lease_ttl_seconds: float = Field(default=1.0, gt=0)
+    coordinator_session_max_messages: int = Field(default=10, ge=2)
+    coordinator_session_max_seconds: float = Field(default=1800.0, gt=0)
+    coordinator_custom_rules: str = ""
+    coordinator_llm_url: str | None = None
+    coordinator_llm_model: str = "gpt-4o-mini"
+
+
+class TaskIn(BaseModel):
+    id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    repository: str = Field(min_length=1)
+    project: str = Field(default="default", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    title: str = Field(min_length=1)
+    description: str = ""
+    labels: list[str] = Field(default_factory=list)
+    required_capabilities: list[str] = Field(default_factory=list)
+    required_expertise: list[str] = Field(default_factory=list)
+    role: str | None = None
+    priority: int = Field(default=3, ge=1, le=5)
+    dependencies: list[str] = Field(default_factory=list)
+
+
+class AgentAction(BaseModel):
+    agent: str = Field(min_length=1)
+    progress: float = Field(default=0.0, ge=0, le=1)
+    success: bool = True
 
 
 class CoordinatorService(Service):
     name = "coordinator"
     description = "Task board, scored assignment and meta-coordination"
+    settings_class = CoordinatorSettings
+    settings: CoordinatorSettings
+
+    def __init__(self, settings: CoordinatorSettings | None = None) -> None:
+        super().__init__(settings)
+        s = self.settings
+        r = self.metrics.registry
+        self.m_tasks = Gauge(
+            "chorus_tasks_by_status", "Tasks on the board by status", ["status"], registry=r
+        )
+        self.m_conflicts = Counter(
+            "chorus_tasks_claim_conflicts_total", "Claims refused because another won", registry=r
+        )
+        self.m_assigned = Counter(
+            "chorus_tasks_assigned_total", "Tasks allocated by the leader", registry=r
+        )
+        self.m_assign_latency = Histogram(
+            "chorus_tasks_assignment_latency_seconds",
+            "From announcement to allocation",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.m_expired = Counter(
+            "chorus_tasks_lease_expiries_total", "Claims returned to open", registry=r
+        )
+        self.m_sessions = Counter(
+            "chorus_coordination_sessions_total", "Sessions by outcome", ["outcome"], registry=r
+        )
+        self.m_escalations = Counter(
+            "chorus_coordination_escalations_total", "Escalations to humans", registry=r
+        )
+        self.m_rules = Counter(
+            "chorus_coordination_rule_matches_total",
+            "Dependency rule matches",
+            ["rule"],
+            registry=r,
+        )
+        self.m_leader = Gauge(
+            "chorus_coordination_is_leader", "1 while this replica assigns work", registry=r
+        )
+        for status in ("open", "claimed", "completed"):
+            self.m_tasks.labels(status)
+        for outcome in ("resolved", "escalated"):
+            self.m_sessions.labels(outcome)
+        self.rules = BUILTIN_RULES + parse_custom_rules(s.coordinator_custom_rules)
+        for rule in self.rules:
+            self.m_rules.labels(rule.name)
+        self.scorer: Scorer = (
+            LlmScorer(s.coordinator_llm_url, s.coordinator_llm_model)
+            if s.coordinator_llm_url
+            else HeuristicScorer()
+        )
+        self.sessions: dict[str, Session] = {}
+        self.dependencies: list[Dependency] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def setup(self) -> None:
+        s = self.settings
+        self.board = TaskBoard(
+            await self.bus.js.key_value(BUCKET_TASKS), s.coordinator_claim_ttl_seconds
+        )
+        self.registry = await self.bus.js.key_value(BUCKET_REGISTRY)
+        self.lease = await LeaderLease.open(
+            self.bus.js, "coordinator", s.node_id, ttl=s.coordinator_lease_ttl_seconds
+        )
+        self.lease.start()
+        await self.bus.subscribe(
+            "chorus.hmmm.>", f"coordinator-{s.node_id}", self._on_hmmm, deliver_new_only=True
+        )
+        self._tasks.append(asyncio.create_task(self._leader_loop(), name="assignment"))
+
+    async def teardown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.lease.stop(release=True)
+
+    # -- agents ------------------------------------------------------------------------------
+
+    async def agents(self) -> list[AgentProfile]:
+        now = time.time()
+        board = await self.board.all()
+        load: dict[str, int] = {}
+        done: dict[str, int] = {}
+        for t in board:
+            if t["status"] == "claimed" and t["assignee"]:
+                load[t["assignee"]] = load.get(t["assignee"], 0) + 1
+            if t["status"] == "completed" and t["assignee"]:
+                done[t["assignee"]] = done.get(t["assignee"], 0) + 1
+        out = []
+        try:
+            keys = await self.registry.keys()
+        except Exception:
+            return []
+        for key in keys:
+            if not key.startswith("agent."):
+                continue
+            with contextlib.suppress(KeyNotFoundError):
+                doc = json.loads((await self.registry.get(key)).value or b"{}")
+                if (
+                    doc.get("kind") == "human"
+                    or now - float(doc.get("updated_at", 0))
+                    > self.settings.coordinator_agent_ttl_seconds
+                ):
+                    continue  # humans are not auto-assigned; silent agents have left
+                agent = doc["agent"]
+                out.append(
+                    AgentProfile(
+                        agent=agent,
+                        capabilities=frozenset(doc.get("capabilities", [])),
+                        expertise=frozenset(doc.get("expertise", [])),
+                        roles=frozenset(doc.get("roles", [])),
+                        current_tasks=load.get(agent, 0),
+                        max_tasks=int(doc.get("max_tasks", 1)),
+                        status=str(doc.get("availability", "ready")),
+                        completed=done.get(agent, 0),
+                    )
+                )
+        return out
+
+    async def candidates(self, task: dict[str, Any]) -> list[dict[str, Any]]:
+        needs = TaskNeeds(
+            task["id"],
+            frozenset(task.get("required_capabilities", [])),
+            frozenset(task.get("required_expertise", [])),
+            task.get("role"),
+        )
+        return [c.as_dict() for c in await self.scorer.score(needs, await self.agents())]
+
+    # -- the leader's loop ------------------------------------------------------------------------
+
+    async def _leader_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.coordinator_assign_interval_seconds)
+            self.m_leader.set(1 if self.lease.is_leader else 0)
+            try:
+                tasks = await self.board.all()
+                for status in ("open", "claimed", "completed"):
+                    self.m_tasks.labels(status).set(sum(1 for t in tasks if t["status"] == status))
+                if not self.lease.is_leader or self.lease.term is None:
+                    continue
+                term = self.lease.term
+                for released in await self.board.release_expired():
+                    self.m_expired.inc()
+                    await self._say(
+                        MessageType.STATUS_UPDATE,
+                        {
+                            "agent": "coordinator",
+                            "status": "task released",
+                            "detail": f"{released['id']} returned to open: claim lease lapsed",
+                            "task_id": released["id"],
+                        },
+                    )
+                for task in sorted(
+                    (t for t in tasks if t["status"] == "open"), key=lambda t: -t.get("priority", 3)
+                ):
+                    await self._assign(task, term)
+                for session in list(self.sessions.values()):
+                    if session.tick(time.time()) == "escalated":
+                        await self._escalate(session)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the bus may be away; the next round tries again
+                continue
+
+    async def _assign(self, task: dict[str, Any], term: int) -> None:
+        cards = [c for c in await self.candidates(task) if c["eligible"]]
+        if not cards:
+            return
+        best = cards[0]
+        self.lease.require_term(term)  # fencing: a demoted leader allocates nothing
+        try:
+            await self.board.claim(task["id"], best["agent"], term=term)
+        except ConflictError:
+            return
+        self.m_assigned.inc()
+        announced = task["history"][0]["at"] if task.get("history") else time.time()
+        self.m_assign_latency.observe(max(0.0, time.time() - announced))
+        await self._say(
+            MessageType.WORK_ALLOCATION,
+            {
+                "task_id": task["id"],
+                "agent": best["agent"],
+                "score": best["total"],
+                "term": term,
+                "reason": "highest score",
+                "breakdown": best["breakdown"],
+            },
+            to_roles=[],
+        )
+
+    async def _say(self, mtype: MessageType, payload: dict[str, Any], **fields: Any) -> None:
+        with contextlib.suppress(ChorusError):
+            await self.bus.publish(
+                Envelope(
+                    type=mtype,
+                    sender="coordinator",
+                    sender_role="coordinator",
+                    payload=payload,
+                    **fields,
+                )
+            )
+
+    # -- meta-coordination --------------------------------------------------------------------
+
+    async def announce(self, task: TaskIn) -> dict[str, Any]:
+        doc = await self.board.announce(task.model_dump())
+        await self._say(
+            MessageType.TASK_ANNOUNCEMENT,
+            {
+                "task_id": task.id,
+                "repository": task.repository,
+                "title": task.title,
+                "description": task.description,
+                "labels": task.labels,
+                "required_capabilities": task.required_capabilities,
+                "required_expertise": task.required_expertise,
+                "priority": task.priority,
+                "dependencies": task.dependencies,
+            },
+            project=task.project,
+        )
+        new = TaskView(
+            f"{task.project}:{task.id}",
+            task.repository,
+            task.title,
+            task.description,
+            tuple(task.labels),
+        )
+        known = [
+            TaskView(
+                f"{t.get('project', 'default')}:{t['id']}",
+                t["repository"],
+                t["title"],
+                t.get("description", ""),
+                tuple(t.get("labels", [])),
+            )
+            for t in await self.board.all()
+            if t["id"] != task.id
+        ]
+        for dep in detect(new, known, self.rules):
+            self.dependencies.append(dep)
+            self.m_rules.labels(dep.rule).inc()
+            await self.open_session(dep)
+        return doc
+
+    async def open_session(self, dep: Dependency) -> Session:
+        session_id = f"s-{secrets.token_hex(4)}"
+        session = Session(
+            session_id,
+            "dependency",
+            [],
+            time.time(),
+            max_messages=self.settings.coordinator_session_max_messages,
+            max_seconds=self.settings.coordinator_session_max_seconds,
+        )
+        self.sessions[session_id] = session
+        await self._say(
+            MessageType.META_DISCUSSION,
+            {
+                "message_type": "dependency_detected",
+                "content": dep.reason,
+                "dependency": {
+                    "rule": dep.rule,
+                    "confidence": dep.confidence,
+                    "reason": dep.reason,
+                    "task_a": dep.task_a,
+                    "task_b": dep.task_b,
+                },
+                "repositories": list(dep.repositories),
+                "hop_count": 0,
+                "max_hops": 3,
+                "detected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "session_id": session_id,
+            },
+            thread=session_id,
+        )
+        await self._say(
+            MessageType.DEPENDENCY_ALERT,
+            {
+                "rule": dep.rule,
+                "confidence": dep.confidence,
+                "reason": dep.reason,
+                "task_a": dep.task_a,
+                "task_b": dep.task_b,
+                "repositories": list(dep.repositories),
+                "session_id": session_id,
+            },
+            thread=session_id,
+        )
+        await self._say(
+            MessageType.COORDINATION_REQUEST,
+            {
+                "session_id": session_id,
+                "session_type": "dependency",
+                "participants": ["coordinator"],
+                "tasks": [dep.task_a, dep.task_b],
+                "reason": dep.reason,
+                "max_rounds": self.settings.coordinator_session_max_messages,
+            },
+            thread=session_id,
+        )
+        return session
+
+    async def _on_hmmm(self, env: Envelope, delivery: Delivery) -> None:
+        if env.sender == "coordinator" or env.thread not in self.sessions:
+            return
+        if not isinstance(env.payload, MetaDiscussion):
+            return
+        session = self.sessions[env.thread]
+        kind = env.payload.kind if env.payload.kind != "info" else "info"
+        outcome = session.add(Message(env.sender, kind, env.payload.content, time.time()))
+        if outcome == "resolved":
+            self.m_sessions.labels("resolved").inc()
+            await self._say(
+                MessageType.COORDINATION_COMPLETE,
+                {
+                    "session_id": session.session_id,
+                    "outcome": "resolved",
+                    "summary": session.outcome_reason,
+                    "participants": session.participants,
+                    "rounds": len(session.transcript),
+                },
+                thread=session.session_id,
+            )
+        elif outcome == "escalated":
+            await self._escalate(session)
+
+    async def _escalate(self, session: Session) -> None:
+        self.m_sessions.labels("escalated").inc()
+        self.m_escalations.inc()
+        await self._say(
+            MessageType.ESCALATION_TRIGGER,
+            {
+                "thread": session.session_id,
+                "reason": session.outcome_reason,
+                "participants": session.participants,
+                "rounds": len(session.transcript),
+                "requested_human_role": "maintainer",
+                "session_id": session.session_id,
+            },
+            thread=session.session_id,
+        )
+
+    # -- NATS micro: what agents call ---------------------------------------------------------
+
+    def micro_endpoints(self) -> dict[str, MicroHandler]:
+        async def respond(request: MicroRequest, work: Any) -> None:
+            try:
+                doc = await work(json.loads(request.data or b"{}"))
+                await request.respond(json.dumps({"ok": True, "task": doc}).encode())
+            except ChorusError as exc:
+                if isinstance(exc, ConflictError):
+                    self.m_conflicts.inc()
+                await request.respond(json.dumps({"ok": False, "error": exc.to_problem()}).encode())
+
+        async def claim(req: MicroRequest) -> None:
+            await respond(req, lambda d: self.board.claim(d["task_id"], d["agent"]))
+
+        async def progress(req: MicroRequest) -> None:
+            await respond(
+                req,
+                lambda d: self.board.progress(
+                    d["task_id"], d["agent"], float(d.get("progress", 0))
+                ),
+            )
+
+        async def complete(req: MicroRequest) -> None:
+            await respond(
+                req,
+                lambda d: self.board.complete(
+                    d["task_id"], d["agent"], bool(d.get("success", True))
+                ),
+            )
+
+        return {"claim": claim, "progress": progress, "complete": complete}
+
+    # -- REST ---------------------------------------------------------------------------------
+
+    def routes(self, app: FastAPI) -> None:
+        admin = self.require_admin()
+
+        @app.post("/v1/tasks", dependencies=[Depends(admin)], status_code=201, tags=["tasks"])
+        async def create_task(task: TaskIn) -> dict[str, Any]:
+            """Announce a task; cross-repository dependencies open coordination sessions."""
+            return await self.announce(task)
+
+        @app.get("/v1/tasks", tags=["tasks"])
+        async def list_tasks(status: str | None = None) -> dict[str, Any]:
+            tasks = [t for t in await self.board.all() if status is None or t["status"] == status]
+            return {"tasks": sorted(tasks, key=lambda t: t["id"])}
+
+        @app.get("/v1/tasks/{task_id}", tags=["tasks"])
+        async def get_task(task_id: str) -> dict[str, Any]:
+            return (await self.board.get(task_id))[0]
+
+        @app.get("/v1/tasks/{task_id}/candidates", tags=["tasks"])
+        async def candidates(task_id: str) -> dict[str, Any]:
+            """Each available agent's score breakdown: why an agent gets (or does not get) a task."""
+            task, _ = await self.board.get(task_id)
+            return {"task": task_id, "candidates": await self.candidates(task)}
+
+        @app.post("/v1/tasks/{task_id}/claim", dependencies=[Depends(admin)], tags=["tasks"])
+        async def claim(task_id: str, body: AgentAction) -> dict[str, Any]:
+            try:
+                return await self.board.claim(task_id, body.agent)
+            except ConflictError:
+                self.m_conflicts.inc()
+                raise
+
+        @app.post("/v1/tasks/{task_id}/progress", dependencies=[Depends(admin)], tags=["tasks"])
+        async def progress(task_id: str, body: AgentAction) -> dict[str, Any]:
+            return await self.board.progress(task_id, body.agent, body.progress)
+
+        @app.post("/v1/tasks/{task_id}/complete", dependencies=[Depends(admin)], tags=["tasks"])
+        async def complete(task_id: str, body: AgentAction) -> dict[str, Any]:
+            return await self.board.complete(task_id, body.agent, body.success)
+
+        @app.get("/v1/agents", tags=["agents"])
+        async def agents() -> dict[str, Any]:
+            return {
+                "agents": [
+                    {
+                        "agent": a.agent,
+                        "capabilities": sorted(a.capabilities),
+                        "roles": sorted(a.roles),
+                        "current_tasks": a.current_tasks,
+                        "max_tasks": a.max_tasks,
+                        "status": a.status,
+                    }
+                    for a in await self.agents()
+                ]
+            }
+
+        @app.get("/v1/sessions", tags=["coordination"])
+        async def sessions() -> dict[str, Any]:
+            return {
+                "sessions": [
+                    {
+                        "session_id": s.session_id,
+                        "type": s.session_type,
+                        "status": s.status,
+                        "participants": s.participants,
+                        "messages": len(s.transcript),
+                        "reason": s.outcome_reason,
+                    }
+                    for s in self.sessions.values()
+                ]
+            }
+
+        @app.get("/v1/sessions/{session_id}", tags=["coordination"])
+        async def session(session_id: str) -> dict[str, Any]:
+            s = self.sessions.get(session_id)
+            if s is None:
+                raise NotFoundError(f"no session {session_id!r}")
+            return {
+                "session_id": s.session_id,
+                "status": s.status,
+                "reason": s.outcome_reason,
+                "participants": s.participants,
+                "transcript": [
+                    {"agent": m.agent, "kind": m.kind, "content": m.content, "at": m.at}
+                    for m in s.transcript
+                ],
+            }
+
+        @app.get("/v1/dependencies", tags=["coordination"])
+        async def dependencies() -> dict[str, Any]:
+            return {"dependencies": [d.__dict__ for d in self.dependencies]}

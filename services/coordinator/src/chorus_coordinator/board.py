@@ -1,0 +1,152 @@
+"""The task board in the ``chorus-tasks`` KV bucket: every change is a compare-and-set.
+
+Claims, allocations, progress and completion all read a task, change it and
+write it back on the revision they read; a concurrent writer makes the write
+fail and exactly one claimant wins.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from chorus_common.errors import ConflictError, NotFoundError
+
+
+def _event(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"event": kind, "at": time.time(), **fields}
+
+
+class TaskBoard:
+    def __init__(self, kv: KeyValue, claim_ttl: float) -> None:
+        self.kv, self.claim_ttl = kv, claim_ttl
+
+    async def get(self, task_id: str) -> tuple[dict[str, Any], int]:
+        try:
+            entry = await self.kv.get(f"task.{task_id}")
+        except KeyNotFoundError:
+            raise NotFoundError(f"no task {task_id!r}") from None
+        assert entry.value is not None and entry.revision is not None
+        return json.loads(entry.value), entry.revision
+
+    async def all(self) -> list[dict[str, Any]]:
+        try:
+            keys = await self.kv.keys()
+        except Exception:
+            return []
+        out = []
+        for key in keys:
+            if key.startswith("task."):
+                try:
+                    out.append((await self.get(key.removeprefix("task.")))[0])
+                except NotFoundError:
+                    continue
+        return out
+
+    async def announce(self, task: dict[str, Any]) -> dict[str, Any]:
+        doc = {
+            **task,
+            "status": "open",
+            "assignee": None,
+            "claim_expires_at": None,
+            "term": None,
+            "history": [_event("announced")],
+        }
+        try:
+            await self.kv.create(f"task.{task['id']}", json.dumps(doc).encode())
+        except Exception as exc:
+            if "wrong last sequence" in str(exc).lower() or isinstance(
+                exc, KeyWrongLastSequenceError
+            ):
+                raise ConflictError(f"task {task['id']!r} exists already") from None
+            raise
+        return doc
+
+    async def _change(self, task_id: str, change: Any) -> dict[str, Any]:
+        for _ in range(5):
+            doc, revision = await self.get(task_id)
+            doc = change(doc)
+            try:
+                await self.kv.update(f"task.{task_id}", json.dumps(doc).encode(), last=revision)
+                return doc
+            except KeyWrongLastSequenceError:
+                continue
+        raise ConflictError(f"task {task_id!r} is changing too fast; try again")
+
+    async def claim(self, task_id: str, agent: str, term: int | None = None) -> dict[str, Any]:
+        """Exactly one claimant wins; the others get a refusal naming the holder."""
+        doc, revision = await self.get(task_id)
+        now = time.time()
+        if doc["status"] == "completed":
+            raise ConflictError(f"task {task_id!r} is already completed by {doc['assignee']}")
+        if (
+            doc["status"] == "claimed"
+            and doc["claim_expires_at"] > now
+            and doc["assignee"] != agent
+        ):
+            raise ConflictError(
+                f"task {task_id!r} is held by {doc['assignee']}", holder=doc["assignee"]
+            )
+        doc.update(
+            status="claimed", assignee=agent, claim_expires_at=now + self.claim_ttl, term=term
+        )
+        doc["history"].append(_event("allocated" if term else "claimed", agent=agent, term=term))
+        try:
+            await self.kv.update(f"task.{task_id}", json.dumps(doc).encode(), last=revision)
+        except KeyWrongLastSequenceError:
+            current, _ = await self.get(task_id)
+            raise ConflictError(
+                f"task {task_id!r} was claimed by {current['assignee']} first",
+                holder=current["assignee"],
+            ) from None
+        return doc
+
+    async def progress(self, task_id: str, agent: str, progress: float) -> dict[str, Any]:
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            if doc["assignee"] != agent or doc["status"] != "claimed":
+                raise ConflictError(
+                    f"{agent} does not hold task {task_id!r} (holder: {doc['assignee']})"
+                )
+            doc["claim_expires_at"] = time.time() + self.claim_ttl
+            doc["progress"] = progress
+            return doc
+
+        return await self._change(task_id, change)
+
+    async def complete(self, task_id: str, agent: str, success: bool = True) -> dict[str, Any]:
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            if doc["assignee"] != agent or doc["status"] != "claimed":
+                raise ConflictError(
+                    f"{agent} does not hold task {task_id!r} (holder: {doc['assignee']})"
+                )
+            doc["status"] = "completed" if success else "open"
+            if not success:
+                doc["assignee"] = None
+            doc["history"].append(_event("completed" if success else "failed", agent=agent))
+            return doc
+
+        return await self._change(task_id, change)
+
+    async def release_expired(self) -> list[dict[str, Any]]:
+        """Claims whose lease lapsed go back to open."""
+        released = []
+        now = time.time()
+        for doc in await self.all():
+            if doc["status"] == "claimed" and doc["claim_expires_at"] < now:
+
+                def change(d: dict[str, Any]) -> dict[str, Any]:
+                    if d["status"] != "claimed" or d["claim_expires_at"] >= time.time():
+                        raise ConflictError("renewed meanwhile")
+                    d["history"].append(_event("lease_expired", agent=d["assignee"]))
+                    d.update(status="open", assignee=None, claim_expires_at=None, term=None)
+                    return d
+
+                try:
+                    released.append(await self._change(doc["id"], change))
+                except ConflictError:
+                    continue
+        return released
