@@ -240,9 +240,113 @@ SERVICES: dict[str, tuple[str, tuple[Panel, ...]]] = {
             ),
         ),
     ),
-    "dht": ("DHT", ()),
-    "coordinator": ("Coordinator", ()),
-    "backbeat": ("BACKBEAT", ()),
+    "dht": (
+        "DHT",
+        (
+            Panel(
+                "Stored records",
+                f"sum by (node_id) (chorus_dht_stored_records{{{JOB}}})",
+                "short",
+                "{{node_id}}",
+            ),
+            Panel(
+                "Stored bytes",
+                f"sum by (node_id) (chorus_dht_stored_bytes{{{JOB}}})",
+                "bytes",
+                "{{node_id}}",
+            ),
+            Panel(
+                "Under-replicated records",
+                f"sum(chorus_dht_under_replicated_records{{{JOB}}})",
+                kind="stat",
+            ),
+            Panel(
+                "Routing table size",
+                f"max by (node_id) (chorus_dht_routing_table_size{{{JOB}}})",
+                "short",
+                "{{node_id}}",
+            ),
+            Panel(
+                "RPCs / s",
+                f"sum by (kind, result) (rate(chorus_dht_rpcs_total{{{JOB}}}[5m]))",
+                "ops",
+                "{{kind}} {{result}}",
+            ),
+            Panel(
+                "Operation p99",
+                f"histogram_quantile(0.99, sum by (le, operation) (rate(chorus_dht_operation_duration_seconds_bucket{{{JOB}}}[5m])))",
+                "s",
+                "{{operation}}",
+            ),
+            Panel(
+                "Repairs / s",
+                f"sum(rate(chorus_dht_replication_repairs_total{{{JOB}}}[5m]))",
+                "ops",
+            ),
+        ),
+    ),
+    "coordinator": (
+        "Coordinator",
+        (
+            Panel(
+                "Tasks by status",
+                f"max by (status) (chorus_tasks_by_status{{{JOB}}})",
+                "short",
+                "{{status}}",
+            ),
+            Panel("Assigned / s", f"sum(rate(chorus_tasks_assigned_total{{{JOB}}}[5m]))", "ops"),
+            Panel(
+                "Claim conflicts / s",
+                f"sum(rate(chorus_tasks_claim_conflicts_total{{{JOB}}}[5m]))",
+                "ops",
+            ),
+            Panel(
+                "Assignment latency p99",
+                f"histogram_quantile(0.99, sum by (le) (rate(chorus_tasks_assignment_latency_seconds_bucket{{{JOB}}}[15m])))",
+                "s",
+            ),
+            Panel(
+                "Lease expiries", f"sum(increase(chorus_tasks_lease_expiries_total{{{JOB}}}[1h]))"
+            ),
+            Panel(
+                "Sessions by outcome",
+                f"sum by (outcome) (increase(chorus_coordination_sessions_total{{{JOB}}}[1h]))",
+                "short",
+                "{{outcome}}",
+            ),
+            Panel(
+                "Rule matches",
+                f"sum by (rule) (increase(chorus_coordination_rule_matches_total{{{JOB}}}[1h]))",
+                "short",
+                "{{rule}}",
+            ),
+            Panel(
+                "Assigning replicas", f"sum(chorus_coordination_is_leader{{{JOB}}})", kind="stat"
+            ),
+        ),
+    ),
+    "backbeat": (
+        "BACKBEAT",
+        (
+            Panel("Beat index", f"max(chorus_backbeat_beat_index{{{JOB}}})", kind="stat"),
+            Panel("Tempo (BPM)", f"max(chorus_backbeat_tempo_bpm{{{JOB}}})", kind="stat"),
+            Panel("Pulse replicas", f"sum(chorus_backbeat_is_pulse{{{JOB}}})", kind="stat"),
+            Panel(
+                "Operations by phase",
+                f"sum by (phase) (rate(chorus_backbeat_operations_total{{{JOB}}}[5m]))",
+                "ops",
+                "{{phase}}",
+            ),
+            Panel(
+                "Overruns",
+                f"sum by (kind) (increase(chorus_backbeat_overruns_total{{{JOB}}}[1h]))",
+                "short",
+                "{{kind}}",
+            ),
+            Panel("Drift", f"max(chorus_backbeat_drift_seconds{{{JOB}}})", "s"),
+            Panel("Silent agents", f"max(chorus_backbeat_silent_agents{{{JOB}}})"),
+        ),
+    ),
     "hap": ("Human Agent Portal", ()),
 }
 
