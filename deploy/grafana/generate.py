@@ -347,7 +347,31 @@ SERVICES: dict[str, tuple[str, tuple[Panel, ...]]] = {
             Panel("Silent agents", f"max(chorus_backbeat_silent_agents{{{JOB}}})"),
         ),
     ),
-    "hap": ("Human Agent Portal", ()),
+    "hap": (
+        "Human Agent Portal",
+        (
+            Panel(
+                "Messages sent / s",
+                f"sum by (type) (rate(chorus_hap_messages_sent_total{{{JOB}}}[5m]))",
+                "ops",
+                "{{type}}",
+            ),
+            Panel(
+                "Sign-ins",
+                f"sum by (result) (increase(chorus_hap_logins_total{{{JOB}}}[1h]))",
+                "short",
+                "{{result}}",
+            ),
+            Panel(
+                "Votes",
+                f"sum by (choice) (increase(chorus_hap_votes_total{{{JOB}}}[1h]))",
+                "short",
+                "{{choice}}",
+            ),
+            Panel("Live viewers", f"sum(chorus_hap_live_viewers{{{JOB}}})", kind="stat"),
+            Panel("Open decisions", f"max(chorus_hap_open_decisions{{{JOB}}})", kind="stat"),
+        ),
+    ),
 }
 
 

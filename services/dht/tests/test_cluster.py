@@ -143,6 +143,19 @@ def test_put_get_list_delete_replicate_and_repair(cluster: Cluster) -> None:
     # no plaintext in any node's storage
     assert all(b"PLAINTEXT-MARKER" not in _raw(c, n) for n in NODES)
 
+    # a corrupted replica is detected and never served (the good copies answer)
+    if c.engine == "sqlite":
+        victim = c.holders(addr(3))[0]
+        _corrupt(c.base / victim / "dht.sqlite3", addr(3))
+        # the node notices: the copy is dropped (or shown not intact) before it is replaced
+        wait(
+            lambda: not (_local(c, victim, addr(3)) or {}).get("intact", False),
+            5,
+            "corruption detected",
+        )
+        good = client.get(f"{c.url(victim)}/v1/ucxl/{quote(addr(3), safe='')}", headers=reader)
+        assert good.status_code == 200 and good.json()["value"]["decision"] == "use plan 3"
+
     # delete
     assert client.delete(f"{c.url('d1')}/v1/ucxl/{quote(addr(11), safe='')}").status_code == 200
     assert client.get(f"{c.url('d4')}/v1/ucxl/{quote(addr(11), safe='')}").status_code == 404
@@ -176,3 +189,22 @@ def _raw(c: Cluster, node: str) -> bytes:
 
     r = redis.Redis.from_url(c.redis_url or "")
     return b"".join(r.hgetall(f"chorus:dht:{node}:records").values())
+
+
+def _corrupt(db: Path, address: str) -> None:
+    import json
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    for key, body in con.execute("SELECT key, body FROM records").fetchall():
+        record = json.loads(body)
+        if record["address"] == address:
+            record["sealed"]["ciphertext"] = "A" + record["sealed"]["ciphertext"][1:]
+            con.execute("UPDATE records SET body = ? WHERE key = ?", (json.dumps(record), key))
+    con.commit()
+    con.close()
+
+
+def _local(c: Cluster, node: str, address: str) -> dict[str, Any] | None:
+    records = httpx.get(f"{c.url(node)}/v1/local", timeout=2).json()["records"]
+    return next((r for r in records if r["address"] == address), None)

@@ -161,3 +161,44 @@ async def test_slow_websocket_client_is_dropped_and_fast_one_gets_everything(
         timeout=10,
         message="no subscriber left attached",
     )
+
+
+async def test_every_type_reads_back_intact_over_sse_and_websocket(
+    gateway: GatewayFixture, new_agent: Callable[..., Any]
+) -> None:
+    _, client = gateway
+    agent = await new_agent("agent-all-streams")
+    sent = {e.id: e for e in (agent.envelope(t, thread="th-all") for t in MessageType)}
+    over_sse: dict[str, Envelope] = {}
+    over_ws: dict[str, Envelope] = {}
+
+    async def sse() -> None:
+        async with client.stream("GET", "/v1/stream", params={"subject": "chorus.>"}) as resp:
+            assert resp.status_code == 200
+            sse_ready.set()
+            async for line in resp.aiter_lines():
+                if line.startswith("data: "):
+                    doc = json.loads(line[6:])["envelope"]
+                    if doc["id"] in sent:
+                        over_sse.setdefault(doc["id"], Envelope.model_validate(doc))
+                    if len(over_sse) == len(sent):
+                        return
+
+    async def ws() -> None:
+        async with websockets.connect(ws_url(client, "subject=chorus.>")) as sock:
+            ready.set()
+            while len(over_ws) < len(sent):
+                doc = json.loads(await asyncio.wait_for(sock.recv(), 10))["envelope"]
+                if doc["id"] in sent:
+                    over_ws.setdefault(doc["id"], Envelope.model_validate(doc))
+
+    ready, sse_ready = asyncio.Event(), asyncio.Event()
+    ws_task = asyncio.create_task(ws())
+    sse_task = asyncio.create_task(sse())
+    await ready.wait()
+    await sse_ready.wait()
+    await asyncio.sleep(0.3)
+    resp = await client.post("/v1/envelopes:batch", json=[as_json(e) for e in sent.values()])
+    assert resp.json()["accepted"] == 31
+    await asyncio.wait_for(asyncio.gather(sse_task, ws_task), 20)
+    assert over_sse == sent and over_ws == sent  # all 31 types, payloads intact, over both

@@ -108,6 +108,7 @@ class Portal:
         self._subs: list[Any] = []
         self._http = httpx.AsyncClient(timeout=5)
         self._changed = asyncio.Event()
+        self.on_sent: Callable[[str], None] = lambda mtype: None
 
     async def start(self) -> None:
         self.directory = await AgentDirectory.open(self.bus.js)
@@ -274,6 +275,7 @@ class Portal:
         person = await self.person(agent)
         sealed = person.seal(preview.envelope)
         acks = await self.bus.publish(sealed)
+        self.on_sent(sealed.type.value)
         return {
             "id": sealed.id,
             "seq": acks[0].seq,

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import RedirectResponse
+from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
 from chorus_common.service import Service
@@ -27,9 +28,34 @@ class HapService(Service):
     settings_class = HapSettings
     settings: HapSettings
 
+    def __init__(self, settings: HapSettings | None = None) -> None:
+        super().__init__(settings)
+        r = self.metrics.registry
+        self.m_sent = Counter(
+            "chorus_hap_messages_sent_total",
+            "Envelopes people signed and sent, by type",
+            ["type"],
+            registry=r,
+        )
+        self.m_logins = Counter(
+            "chorus_hap_logins_total", "Web sign-ins by result", ["result"], registry=r
+        )
+        self.m_votes = Counter(
+            "chorus_hap_votes_total", "Votes cast through the portal", ["choice"], registry=r
+        )
+        self.m_viewers = Gauge("chorus_hap_live_viewers", "Open live-feed connections", registry=r)
+        self.m_decisions = Gauge(
+            "chorus_hap_open_decisions", "Decisions still taking votes", registry=r
+        )
+        for result in ("ok", "refused"):
+            self.m_logins.labels(result)
+        for choice in ("approve", "reject", "abstain"):
+            self.m_votes.labels(choice)
+
     async def setup(self) -> None:
         s = self.settings
         self.portal = Portal(self.bus, s.data_dir, s.hap_quorum, s.hap_role, s.hap_dht_url)
+        self.portal.on_sent = lambda mtype: self.m_sent.labels(mtype).inc()
         await self.portal.start()
         await self.portal.person(s.agent_id())
 

@@ -166,6 +166,7 @@ def install_web(app: FastAPI, service: HapService) -> None:
 
         async def stream() -> Any:
             service.portal.listeners.add(listener)
+            service.m_viewers.inc()
             try:
                 yield ": live\n\n"
                 while True:
@@ -177,6 +178,7 @@ def install_web(app: FastAPI, service: HapService) -> None:
                     yield f"event: message\ndata: {json.dumps(item.as_dict())}\n\n"
             finally:
                 service.portal.listeners.discard(listener)
+                service.m_viewers.dec()
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
@@ -302,6 +304,7 @@ def install_web(app: FastAPI, service: HapService) -> None:
     ) -> Response:
         async def render(agent: str) -> Response:
             items = [d.as_dict() for d in service.portal.book.decisions.values()]
+            service.m_decisions.set(sum(1 for d in items if not d["closed"]))
             return page(
                 "decisions.html",
                 title="Decisions",
