@@ -110,6 +110,9 @@ class Constellation:
             token_file.chmod(0o600)
         assert self.nats_url is not None
         license_env = self._development_license()
+        dht_url = next(
+            (f"http://127.0.0.1:{i.port}" for i in instances if i.service == "dht"), None
+        )
         for inst in instances:
             env = {
                 "CHORUS_NATS_URL": self.nats_url,
@@ -122,6 +125,7 @@ class Constellation:
                     if inst.service == "licensing"
                     else {"CHORUS_LICENSE_REQUIRED": "true"}
                 ),
+                **({"CHORUS_HAP_DHT_URL": dht_url} if inst.service == "hap" and dht_url else {}),
                 **self.extra_env,
             }
             proc = ServiceProcess(
