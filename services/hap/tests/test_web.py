@@ -7,17 +7,24 @@ import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from chorus_common.bus import Bus, Delivery
 from chorus_common.envelopes import Envelope, MessageType
+from chorus_common.sealed import RoleKeyPair
 from chorus_common.testing import serve_in_process, wait_until
+from chorus_dht import DhtService
+from chorus_dht.service import DhtSettings
 from chorus_hap import HapService
 from chorus_hap.settings import HapSettings
 from chorus_hap.web import SessionError, Sessions
 
+UCXL_PREFIX = "ucxl://gpt4:architect@chorus:v2/*^/docs/"
+ADMIN = {"Authorization": "Bearer test-admin-token"}
 ARTIFACTS = Path(__file__).resolve().parents[3] / "tests" / "artifacts" / "hap"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
@@ -56,13 +63,37 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def hap(make_settings: Callable[..., Any]) -> AsyncIterator[tuple[HapService, str]]:
-    settings = make_settings(
-        HapSettings, hap_tokens="alice-token=alice,bob-token=bob", hap_quorum=2
-    )
-    service = HapService(settings)
-    async with serve_in_process(service) as url:
-        yield service, url
+async def hap(
+    make_settings: Callable[..., Any], tmp_path: Path
+) -> AsyncIterator[tuple[HapService, str]]:
+    dht = DhtService(make_settings(DhtSettings, node_id="dht-solo", data_dir=tmp_path / "dht"))
+    async with serve_in_process(dht) as dht_url:
+        settings = make_settings(
+            HapSettings,
+            hap_tokens="alice-token=alice,bob-token=bob",
+            hap_quorum=2,
+            hap_dht_url=dht_url,
+            hap_role="architect",
+            data_dir=tmp_path / "hap",
+        )
+        service = HapService(settings)
+        async with (
+            serve_in_process(service) as url,
+            httpx.AsyncClient(base_url=dht_url, headers=ADMIN) as c,
+        ):
+            # the person's role key is registered with the DHT; one value is sealed to it, one is not
+            role = service.portal.role_key()
+            await c.post("/v1/roles/architect/keys", json={"public_key": role.public_text})
+            await c.post(
+                "/v1/roles/ops/keys", json={"public_key": RoleKeyPair.generate().public_text}
+            )
+            for name, roles in (("plan", ["architect"]), ("runbook", ["ops"])):
+                resp = await c.put(
+                    f"/v1/ucxl/{quote(UCXL_PREFIX + name + '.json', safe='')}",
+                    json={"value": {"doc": name, "text": f"the {name}"}, "roles": roles},
+                )
+                assert resp.status_code == 200, resp.text
+            yield service, url
 
 
 async def login(browser: Browser, url: str, token: str) -> Page:
@@ -160,9 +191,14 @@ async def test_login_live_feed_wizard_and_voting(
     # peers and the UCXL browser say clearly what is there and what is not
     await alice.goto(f"{url}/ui/peers")
     await expect(alice.locator("#peers")).to_contain_text("alice")
-    await alice.goto(f"{url}/ui/ucxl?prefix=ucxl://any:any@chorus:any/")
-    await expect(alice.locator(".error")).to_contain_text("CHORUS_HAP_DHT_URL")
-    await shot(alice, "06-ucxl")
+    await alice.goto(f"{url}/ui/ucxl?prefix={quote(UCXL_PREFIX, safe='')}")
+    await shot(alice, "06-ucxl-list")
+    await expect(alice.locator("#addresses li")).to_have_count(2)
+    await alice.click(f"text={UCXL_PREFIX}plan.json")
+    await expect(alice.locator("#record")).to_contain_text("the plan")
+    await shot(alice, "06-ucxl-record")
+    await alice.goto(f"{url}/ui/ucxl/view?address={quote(UCXL_PREFIX + 'runbook.json', safe='')}")
+    await expect(alice.locator(".error")).to_contain_text("not sealed to role 'architect'")
 
     # a forged or expired session cookie sends the person back to sign in, with the reason
     await alice.context.add_cookies([{"name": "hap_session", "value": "alice|1|00", "url": url}])

@@ -34,6 +34,7 @@ from chorus_common.errors import (
 )
 from chorus_common.feeds import FeedState, FeedWriter
 from chorus_common.registry import AgentDirectory
+from chorus_common.sealed import RoleKeyPair
 from chorus_common.shhh import Finding, Redactor
 from chorus_common.signing import AgentKey
 from chorus_common.subjects import routes, subject_matches, validate_filter
@@ -362,13 +363,34 @@ class Portal:
         except KeyNotFoundError:
             return {"admin": None, "term": None}
 
-    async def ucxl(self, path: str, params: dict[str, str] | None = None) -> Any:
+    def role_key(self) -> RoleKeyPair:
+        """The person's role key (X25519), kept in the data folder; values sealed to the role open with it."""
+        path = self.data_dir / f"role-{self.role}.key"
+        if path.exists():
+            return RoleKeyPair.from_private(path.read_text().strip())
+        key = RoleKeyPair.generate()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(key.private_text + "\n")
+        path.chmod(0o600)
+        return key
+
+    async def ucxl(
+        self, path: str, params: dict[str, str] | None = None, decrypt: bool = False
+    ) -> Any:
         if not self.dht_url:
             raise UnavailableError(
                 "no DHT is configured for the UCXL browser (set CHORUS_HAP_DHT_URL)"
             )
+        headers = {}
+        if decrypt:
+            headers = {
+                "X-Chorus-Role": self.role,
+                "X-Chorus-Role-Key": self.role_key().private_text,
+            }
         try:
-            resp = await self._http.get(f"{self.dht_url.rstrip('/')}{path}", params=params)
+            resp = await self._http.get(
+                f"{self.dht_url.rstrip('/')}{path}", params=params, headers=headers
+            )
         except httpx.HTTPError as exc:
             raise UnavailableError(f"the DHT at {self.dht_url} does not answer: {exc}") from None
         if resp.status_code >= 400:
@@ -376,5 +398,7 @@ class Portal:
                 detail = resp.json().get("detail", resp.text)
             except ValueError:
                 detail = resp.text
+            if resp.status_code in (403, 404):
+                raise NotFoundError(f"the DHT answered {resp.status_code}: {detail}")
             raise UnavailableError(f"the DHT answered {resp.status_code}: {detail}")
         return resp.json()

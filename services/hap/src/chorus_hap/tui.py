@@ -186,7 +186,7 @@ class Terminal:
 
     async def ucxl(self, args: list[str]) -> None:
         if len(args) >= 2 and args[0] == "get":
-            record = await self.portal.ucxl(f"/v1/ucxl/{args[1]}", {"role": self.settings.hap_role})
+            record = await self.portal.ucxl(f"/v1/ucxl/{args[1]}", decrypt=True)
             self.say(json.dumps(record, indent=2))
             return
         if not args:

@@ -279,7 +279,7 @@ def install_web(app: FastAPI, service: HapService) -> None:
         async def render(agent: str) -> Response:
             try:
                 record = await service.portal.ucxl(
-                    f"/v1/ucxl/{quote(address, safe='')}", {"role": settings.hap_role}
+                    f"/v1/ucxl/{quote(address, safe='')}", decrypt=True
                 )
                 text = json.dumps(record, indent=2)
                 error = None
