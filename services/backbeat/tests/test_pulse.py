@@ -144,3 +144,66 @@ async def _health(proc: ServiceProcess, agent: str, state: str) -> bool:
     async with httpx.AsyncClient(timeout=5) as client:
         resp = await client.get(f"{proc.url}/v1/agents/{agent}/health")
     return resp.status_code == 200 and resp.json()["health"] == state
+
+
+async def test_operations_of_several_services_show_their_phases(
+    make_settings: Any, tmp_path: Path, bus_client: Bus
+) -> None:
+    """The gateway's publish and the DHT's store report through the tracker every service has."""
+    from chorus_backbeat import BackbeatService
+    from chorus_backbeat.service import BackbeatSettings
+    from chorus_common.envelopes import Envelope, MessageType
+    from chorus_common.feeds import FeedWriter
+    from chorus_common.sealed import RoleKeyPair
+    from chorus_common.signing import AgentKey
+    from chorus_common.testing import serve_in_process
+    from chorus_dht import DhtService
+    from chorus_dht.service import DhtSettings
+    from chorus_gateway import GatewayService
+    from chorus_gateway.settings import GatewaySettings
+
+    admin = {"Authorization": "Bearer test-admin-token"}
+    backbeat = BackbeatService(
+        make_settings(BackbeatSettings, node_id="bb", backbeat_tempo_bpm=TEMPO)
+    )
+    gateway = GatewayService(make_settings(GatewaySettings, node_id="gw"))
+    dht = DhtService(make_settings(DhtSettings, node_id="dht-x", data_dir=tmp_path / "dht"))
+    async with (
+        serve_in_process(backbeat) as bb_url,
+        serve_in_process(gateway) as gw_url,
+        serve_in_process(dht) as dht_url,
+        httpx.AsyncClient(headers=admin, timeout=10) as client,
+    ):
+        key = AgentKey.generate()
+        await client.post(f"{gw_url}/v1/agents/a1/keys", json={"public_key": key.public_key})
+        env = FeedWriter("a1", key).seal(
+            Envelope(
+                type=MessageType.STATUS_UPDATE, sender="a1", payload={"agent": "a1", "status": "ok"}
+            )
+        )
+        assert (
+            await client.post(f"{gw_url}/v1/envelopes", json=env.model_dump(mode="json"))
+        ).status_code == 201
+        await client.post(
+            f"{dht_url}/v1/roles/dev/keys", json={"public_key": RoleKeyPair.generate().public_text}
+        )
+        put = await client.put(
+            f"{dht_url}/v1/ucxl/ucxl%3A%2F%2Fa%3Ab%40c%3Ad%2F*%5E%2Fx.json",
+            json={"value": 1, "roles": ["dev"]},
+        )
+        assert put.status_code == 200, put.text
+
+        async def both() -> list[dict[str, Any]] | None:
+            ops = (await client.get(f"{bb_url}/v1/operations")).json()["operations"]
+            done = [
+                o
+                for o in ops
+                if o["kind"] in ("pubsub.publish", "dht.store") and o["phase"] == "completed"
+            ]
+            return done if len(done) >= 2 else None
+
+        done = await wait_until(both, timeout=10, message="operations from two services")
+        expected = ["started", "connecting", "negotiating", "executing", "completed"]
+        for op in done:
+            assert [p["phase"] for p in op["phases"]] == expected, op
+        assert {op["agent"] for op in done} == {"gw", "dht-x"}

@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chorus_common import tracing
+from chorus_common.backbeat import Tracker
 from chorus_common.bus import Bus
 from chorus_common.config import ChorusSettings, load_settings
 from chorus_common.errors import (
@@ -99,6 +100,8 @@ class Service:
         self.setup_done = asyncio.Event()
         self.setup_error: str | None = None
         self.gate: LicenseGate | None = None
+        #: reports this service's operations on the beat (SPEC.md §8); started with the bus
+        self.tracker = Tracker(self.bus, self.settings.node_id)
         self.app = self._build_app()
 
     # -- what subclasses fill in -------------------------------------------------
@@ -188,6 +191,7 @@ class Service:
         await group.add_endpoint(name="health", handler=self._micro_health)
         for endpoint, handler in self.micro_endpoints().items():
             await group.add_endpoint(name=endpoint, handler=handler)
+        await self.tracker.start()
         if self.settings.license_required:
             self.gate = LicenseGate(self.bus, self.settings.node_id, self.name)
             self.health.add("license", self.gate.health, critical=True)
@@ -213,6 +217,7 @@ class Service:
             except Exception:
                 log.exception("teardown of %s did not finish cleanly", self.name)
         await self.health.stop()
+        await self.tracker.stop()
         if self.gate is not None:
             await self.gate.stop()  # give the seat back at once
         if self.micro is not None:

@@ -12,6 +12,7 @@ from nats.js.errors import KeyNotFoundError
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, Field
 
+from chorus_common.backbeat import Phase
 from chorus_common.config import ChorusSettings
 from chorus_common.errors import ConfigError, OversizeError, RequestInvalidError
 from chorus_common.metrics import LATENCY_BUCKETS
@@ -153,33 +154,39 @@ class DhtService(Service):
     async def put(
         self, address: UcxlAddress, value: Any, roles: list[str], ttl: float | None
     ) -> dict[str, Any]:
-        started = time.perf_counter()
-        plaintext = json.dumps(value).encode()
-        if len(plaintext) > self.settings.dht_max_value_bytes:
-            raise OversizeError(
-                f"value is {len(plaintext)} bytes; the limit is {self.settings.dht_max_value_bytes}"
-            )
-        sealed = seal(plaintext, await self.role_keys(roles), aad=str(address).encode())
-        key = address.key().hex()
-        now = time.time()
-        record = {
-            "key": key,
-            "address": str(address),
-            "sealed": sealed.model_dump(),
-            "version": time.time_ns(),
-            "stored_at": now,
-            "expires_at": now + (ttl or self.settings.dht_default_ttl_seconds),
-            "deleted": False,
-        }
-        replicas = await self.node.store(record)
-        self.m_hops.observe(self.node.last_hops)
-        self.m_latency.labels("put").observe(time.perf_counter() - started)
-        return {
-            "address": str(address),
-            "key": key,
-            "replicas": replicas,
-            "roles": sorted(sealed.wrapped),
-        }
+        """One ``dht.store`` operation on the beat: seal for the roles, find replicas, store."""
+        async with self.tracker.operation("dht.store") as op:
+            started = time.perf_counter()
+            plaintext = json.dumps(value).encode()
+            if len(plaintext) > self.settings.dht_max_value_bytes:
+                raise OversizeError(
+                    f"value is {len(plaintext)} bytes; the limit is {self.settings.dht_max_value_bytes}"
+                )
+            await op.phase(Phase.CONNECTING)
+            recipients = await self.role_keys(roles)
+            await op.phase(Phase.NEGOTIATING)
+            sealed = seal(plaintext, recipients, aad=str(address).encode())
+            key = address.key().hex()
+            now = time.time()
+            record = {
+                "key": key,
+                "address": str(address),
+                "sealed": sealed.model_dump(),
+                "version": time.time_ns(),
+                "stored_at": now,
+                "expires_at": now + (ttl or self.settings.dht_default_ttl_seconds),
+                "deleted": False,
+            }
+            await op.phase(Phase.EXECUTING)
+            replicas = await self.node.store(record)
+            self.m_hops.observe(self.node.last_hops)
+            self.m_latency.labels("put").observe(time.perf_counter() - started)
+            return {
+                "address": str(address),
+                "key": key,
+                "replicas": replicas,
+                "roles": sorted(sealed.wrapped),
+            }
 
     def routes(self, app: FastAPI) -> None:
         admin = self.require_admin()

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from chorus_common.backbeat import Operation, Phase, Tracker
 from chorus_common.bus import Bus
 from chorus_common.envelopes import Envelope, MessageGroup, MetaDiscussion
 from chorus_common.errors import (
@@ -90,7 +91,9 @@ class Publisher:
         settings: GatewaySettings,
         metrics: GatewayMetrics,
         redactor: Redactor | None = None,
+        tracker: Tracker | None = None,
     ) -> None:
+        self.tracker = tracker
         self.bus = bus
         self.directory = directory
         self.limiter = limiter
@@ -104,7 +107,16 @@ class Publisher:
         return ItemResult(index=index, ok=False, error=error.to_problem())
 
     async def publish(self, items: list[Any]) -> list[ItemResult]:
+        """One batch is one ``pubsub.publish`` operation on the beat (six phases)."""
+        if self.tracker is None:
+            return await self._publish(items, None)
+        async with self.tracker.operation("pubsub.publish") as op:
+            return await self._publish(items, op)
+
+    async def _publish(self, items: list[Any], op: Operation | None) -> list[ItemResult]:
         started = time.perf_counter()
+        if op is not None:
+            await op.phase(Phase.CONNECTING)
         results: list[ItemResult | None] = [None] * len(items)
         by_sender: dict[str, list[tuple[int, Envelope]]] = defaultdict(list)
         for index, raw in enumerate(items):
@@ -117,6 +129,8 @@ class Publisher:
                 continue
             by_sender[env.sender].append((index, env))
 
+        if op is not None:
+            await op.phase(Phase.NEGOTIATING)
         for sender, entries in by_sender.items():
             decision = await self.limiter.acquire(sender, len(entries))
             if not decision.allowed:
@@ -132,7 +146,7 @@ class Publisher:
                     results[index] = self._reject(index, error)
                 continue
             async with self._locks[sender]:
-                await self._publish_sender(sender, entries, results)
+                await self._publish_sender(sender, entries, results, op)
 
         self.metrics.batch_size.observe(len(items))
         self.metrics.publish_latency.observe(time.perf_counter() - started)
@@ -143,6 +157,7 @@ class Publisher:
         sender: str,
         entries: list[tuple[int, Envelope]],
         results: list[ItemResult | None],
+        op: Operation | None = None,
     ) -> None:
         key = await self.directory.public_key(sender)
         head = await self.directory.feed_head(sender)
@@ -164,6 +179,8 @@ class Publisher:
             accepted.append((index, clean))
         if not accepted:
             return
+        if op is not None and Phase.EXECUTING not in op.phases:
+            await op.phase(Phase.EXECUTING)
         outcomes = await self.bus.publish_many([env for _, env in accepted])
         last_ok: Envelope | None = None
         for (index, env), outcome in zip(accepted, outcomes, strict=True):

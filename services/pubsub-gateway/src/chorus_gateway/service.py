@@ -45,7 +45,9 @@ class GatewayService(Service):
 
             self.health.add("rate_limits", memory_limits, critical=False)
         self.directory = await AgentDirectory.open(self.bus.js)
-        self.publisher = Publisher(self.bus, self.directory, limiter, s, self.gateway_metrics)
+        self.publisher = Publisher(
+            self.bus, self.directory, limiter, s, self.gateway_metrics, tracker=self.tracker
+        )
 
     async def _check_redis(self) -> str:
         assert self._redis is not None
