@@ -179,7 +179,7 @@ async def test_every_type_reads_back_intact_over_sse_and_websocket(
             async for line in resp.aiter_lines():
                 if line.startswith("data: "):
                     doc = json.loads(line[6:])["envelope"]
-                    if doc["id"] in sent:
+                    if isinstance(doc, dict) and doc.get("id") in sent:
                         over_sse.setdefault(doc["id"], Envelope.model_validate(doc))
                     if len(over_sse) == len(sent):
                         return
@@ -189,7 +189,7 @@ async def test_every_type_reads_back_intact_over_sse_and_websocket(
             ready.set()
             while len(over_ws) < len(sent):
                 doc = json.loads(await asyncio.wait_for(sock.recv(), 10))["envelope"]
-                if doc["id"] in sent:
+                if isinstance(doc, dict) and doc.get("id") in sent:
                     over_ws.setdefault(doc["id"], Envelope.model_validate(doc))
 
     ready, sse_ready = asyncio.Event(), asyncio.Event()
