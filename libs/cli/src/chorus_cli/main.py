@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import runpy
@@ -102,6 +103,7 @@ def up(
         )
     )
     states: dict[str, str] = {}
+    advertised: Any = None
     try:
         with Live(
             _table(processes, states), console=console, refresh_per_second=8, transient=False
@@ -132,6 +134,7 @@ def up(
         else:
             console.print(f"[green]all {len(processes)} services ready in {elapsed:.1f}s[/green]")
             console.print(constellation.license_note, soft_wrap=True)
+            advertised = _advertise(url)
             console.print(
                 f"admin token: {constellation.admin_token}  (also in {data_dir / 'admin-token'})"
             )
@@ -149,8 +152,29 @@ def up(
             time.sleep(0.2)
     finally:
         console.print("stopping…")
+        if advertised is not None:
+            with contextlib.suppress(Exception):
+                advertised.close()
         constellation.stop()
         console.print("stopped.")
+
+
+def _advertise(nats_url: str) -> Any:
+    """Announce the bus over mDNS (`_chorus._tcp.local.`) so agents on the LAN can find it."""
+    from chorus_common.discovery import advertise_bus_blocking
+
+    port = int(nats_url.rsplit(":", 1)[-1])
+    try:
+        zc = advertise_bus_blocking(nats_url, "local", port)
+    except Exception as exc:  # no multicast here: say so, the constellation works without it
+        console.print(
+            f"[yellow]note:[/yellow] mDNS advertisement unavailable ({exc}); agents need CHORUS_NATS_URL"
+        )
+        return None
+    console.print(
+        "mDNS: advertised as _chorus._tcp.local. (chorus_common.discovery.discover_bus finds it)"
+    )
+    return zc
 
 
 @app.command()
