@@ -175,6 +175,9 @@ async def test_login_live_feed_wizard_and_voting(
     await bob.locator(".decision select[name=choice]").first.select_option("reject")
     await bob.locator(".decision button").first.click()
     await expect(bob.locator(".decision .tally").first).to_contain_text("closed")
+    await expect(bob.locator(".decision .address").first).to_contain_text(
+        "ucxl://bob:architect@hap:"
+    )
     decision_id = next(iter(service.portal.book.decisions))
     assert service.portal.book.decisions[decision_id].tally() == {
         "approve": 1,

@@ -33,6 +33,8 @@ class Decision:
     author: str
     quorum: int
     votes: dict[str, Vote] = field(default_factory=dict)
+    #: where the outcome was published (DecisionPublisher), once closed
+    address: str | None = None
 
     @property
     def closed(self) -> bool:
@@ -60,6 +62,7 @@ class Decision:
             "closed": self.closed,
             "outcome": self.outcome,
             "tally": self.tally(),
+            "address": self.address,
             "votes": [
                 {"agent": v.agent, "choice": v.choice, "comment": v.comment}
                 for v in self.votes.values()

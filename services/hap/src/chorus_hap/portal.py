@@ -39,7 +39,7 @@ from chorus_common.shhh import Finding, Redactor
 from chorus_common.signing import AgentKey
 from chorus_common.subjects import routes, subject_matches, validate_filter
 from chorus_common.topology import BUCKET_ELECTION, BUCKET_REGISTRY
-from chorus_hap.decisions import KIND_OF, DecisionBook, thread_of
+from chorus_hap.decisions import KIND_OF, Decision, DecisionBook, thread_of
 
 #: the HMMM types a person composes in the wizard
 WIZARD_TYPES = [t.value for t in MessageType if t.group is MessageGroup.HMMM]
@@ -97,6 +97,7 @@ class Portal:
         self, bus: Bus, data_dir: Path, quorum: int, role: str, dht_url: str | None
     ) -> None:
         self.bus = bus
+        self.admin_token: str | None = None
         self.data_dir = data_dir
         self.role = role
         self.dht_url = dht_url
@@ -311,7 +312,35 @@ class Portal:
         )
         result = await self.send(agent, preview)
         result["decision"] = decision.decision_id
+        await self.wait_for(lambda: agent in decision.votes, 5, "the vote")
+        if decision.closed and self.dht_url and self.admin_token:
+            # the vote that closed it publishes the outcome through the DHT's DecisionPublisher
+            decision.address = await self._publish_decision(agent, decision)
         return result
+
+    async def _publish_decision(self, agent: str, decision: Decision) -> str | None:
+        body = {
+            "decision": f"{decision.title}: {decision.outcome}",
+            "rationale": json.dumps(
+                {"tally": decision.tally(), "votes": [v.__dict__ for v in decision.votes.values()]}
+            ),
+            "author": agent,
+            "role": self.role,
+            "project": "hap",
+            "task": decision.decision_id,
+            "roles": [self.role],
+        }
+        try:
+            resp = await self._http.post(
+                f"{self.dht_url.rstrip('/')}/v1/decisions",
+                json=body,  # type: ignore[union-attr]
+                headers={"Authorization": f"Bearer {self.admin_token}"},
+            )
+            resp.raise_for_status()
+        except httpx.HTTPError:
+            return None  # the tally stands on the bus; the record can be published again
+        address: str = resp.json()["address"]
+        return address
 
     async def wait_decision(self, decision_id: str, timeout: float = 5.0) -> None:
         await self.wait_for(

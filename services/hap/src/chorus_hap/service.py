@@ -56,6 +56,8 @@ class HapService(Service):
         s = self.settings
         self.portal = Portal(self.bus, s.data_dir, s.hap_quorum, s.hap_role, s.hap_dht_url)
         self.portal.on_sent = lambda mtype: self.m_sent.labels(mtype).inc()
+        if s.admin_token is not None:
+            self.portal.admin_token = s.admin_token.get_secret_value()
         await self.portal.start()
         await self.portal.person(s.agent_id())
 
