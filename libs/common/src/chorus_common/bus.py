@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -300,13 +302,31 @@ class Bus:
             max_deliver=max_deliver,
             filter_subject=subject_filter,
         )
-        sub = await self.js.pull_subscribe(
-            subject_filter, durable=durable, stream=stream, config=config
-        )
+        sub = await self._create_consumer(subject_filter, durable, stream, config)
         consumer = Consumer(self, sub, handler, durable or subject_filter, batch)
         consumer.start()
         self._consumers.append(consumer)
         return consumer
+
+    async def _create_consumer(
+        self, subject_filter: str, durable: str | None, stream: str, config: ConsumerConfig
+    ) -> JetStreamContext.PullSubscription:
+        """Create the consumer, waiting out a cluster that is still electing its leaders."""
+        deadline = time.monotonic() + 30.0
+        delay = 0.2
+        while True:
+            try:
+                return await self.js.pull_subscribe(
+                    subject_filter, durable=durable, stream=stream, config=config
+                )
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise UnavailableError(
+                        f"JetStream could not create consumer {durable or subject_filter}: {exc}"
+                    ) from None
+                log.warning("consumer %s not created yet (%s); retrying", durable, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def close(self) -> None:
         """Stop consumers, then drain so in-flight messages and acks are flushed."""
