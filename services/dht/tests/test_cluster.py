@@ -139,11 +139,16 @@ def test_put_get_list_delete_replicate_and_repair(cluster: Cluster) -> None:
         f"{c.url('d1')}/v1/ucxl/{quote(addr(99), safe='')}", json={"value": 1, "roles": ["nobody"]}
     )
     assert unknown_role.status_code == 422 and "unknown role" in unknown_role.json()["detail"]
+    oversize = client.put(
+        f"{c.url('d1')}/v1/ucxl/{quote(addr(98), safe='')}",
+        json={"value": "x" * 300_000, "roles": ["architect"]},
+    )
+    assert oversize.status_code == 413 and "limit" in oversize.json()["detail"]
 
     # no plaintext in any node's storage
     assert all(b"PLAINTEXT-MARKER" not in _raw(c, n) for n in NODES)
 
-    # a corrupted replica is detected and never served (the good copies answer)
+    # a corrupted replica is detected, never served, and repaired from a good copy
     if c.engine == "sqlite":
         victim = c.holders(addr(3))[0]
         _corrupt(c.base / victim / "dht.sqlite3", addr(3))
@@ -155,6 +160,9 @@ def test_put_get_list_delete_replicate_and_repair(cluster: Cluster) -> None:
         )
         good = client.get(f"{c.url(victim)}/v1/ucxl/{quote(addr(3), safe='')}", headers=reader)
         assert good.status_code == 200 and good.json()["value"]["decision"] == "use plan 3"
+        wait(
+            lambda: (_local(c, victim, addr(3)) or {}).get("intact"), 20, "corrupt replica repaired"
+        )
 
     # delete
     assert client.delete(f"{c.url('d1')}/v1/ucxl/{quote(addr(11), safe='')}").status_code == 200

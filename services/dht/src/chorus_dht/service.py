@@ -20,7 +20,7 @@ from chorus_common.sealed import RoleKeyPair, SealedValue, open_sealed, seal
 from chorus_common.service import Service
 from chorus_common.topology import BUCKET_REGISTRY
 from chorus_common.ucxl import UcxlAddress
-from chorus_dht.node import DhtNode
+from chorus_dht.node import DhtNode, intact
 from chorus_dht.storage import RedisStorage, SqliteStorage, Storage
 
 
@@ -291,7 +291,12 @@ class DhtService(Service):
             records = await self.node.storage.all() if self.node.storage is not None else []
             return {
                 "records": [
-                    {"key": r["key"], "address": r["address"], "deleted": r.get("deleted", False)}
+                    {
+                        "key": r["key"],
+                        "address": r["address"],
+                        "deleted": r.get("deleted", False),
+                        "intact": intact(r),
+                    }
                     for r in records
                 ]
             }
