@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 import httpx
+import nats
+from figures import Figure, percentile, report
+from nats.js.errors import KeyWrongLastSequenceError
 
 from chorus_common.agent import Agent
 from chorus_common.bus import Bus
@@ -31,6 +34,24 @@ from chorus_coordinator import CoordinatorService
 from chorus_coordinator.service import CoordinatorSettings
 
 ADMIN = {"Authorization": "Bearer bench"}
+
+
+async def raw_kv_race(url: str, n: int, racers: int = 20) -> list[float]:
+    """The floor under a claim: 20 racers doing a bare KV create per task with nats-py."""
+    nc = await nats.connect(url)
+    kv = await nc.jetstream().create_key_value(bucket="bench-race", history=1)
+    latencies: list[float] = []
+
+    async def racer(r: int) -> None:
+        for i in range(n):
+            t0 = time.perf_counter()
+            with contextlib.suppress(KeyWrongLastSequenceError):
+                await kv.create(f"race-{i}", f"racer-{r}".encode())
+            latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(racer(r) for r in range(racers)))
+    await nc.close()
+    return latencies
 
 
 async def main(n: int) -> None:
@@ -95,20 +116,37 @@ async def main(n: int) -> None:
                             await agent.claim(f"race-{i}")
                         latencies.append(time.perf_counter() - t0)
 
-                race_started = time.perf_counter()
                 await asyncio.gather(*(racer(a) for a in agents))
-                race_time = time.perf_counter() - race_started
                 for agent in agents:
                     await agent.stop()
             await bus.close()
+            raw = await raw_kv_race(server.url, n)
         finally:
             server.kill()
-    ordered = sorted(latencies)
-    print(f"coordinator, 20 agents, {n} tasks, fsync always:")
-    print(f"  scored assignment by the leader: {assign_rate:.1f} tasks/s")
-    print(
-        f"  claim-to-ack (SDK, CAS in KV), {len(latencies)} attempts in {race_time:.1f}s: "
-        f"p50 {statistics.median(ordered) * 1000:.1f} ms  p99 {ordered[int(0.99 * (len(ordered) - 1))] * 1000:.1f} ms"
+    conditions = f"20 agents, {n} tasks, fsync always"
+    report(
+        f"coordinator: {conditions}",
+        [
+            Figure("coordinator", "scored assignment by the leader", assign_rate, "tasks/s"),
+            Figure(
+                "coordinator",
+                "claim-to-ack p50 (SDK request/reply, CAS in KV)",
+                statistics.median(latencies) * 1000,
+                "ms",
+                "bare nats-py KV create race",
+                statistics.median(raw) * 1000,
+                conditions=f"{len(latencies)} racing claims",
+            ),
+            Figure(
+                "coordinator",
+                "claim-to-ack p99 (SDK request/reply, CAS in KV)",
+                percentile(latencies, 0.99) * 1000,
+                "ms",
+                "bare nats-py KV create race",
+                percentile(raw, 0.99) * 1000,
+                conditions=f"{len(latencies)} racing claims",
+            ),
+        ],
     )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+from figures import Figure, at_most, percentile, report
 
 from chorus_common.natsserver import NatsServer, free_port
 from chorus_common.processes import ServiceProcess
@@ -29,12 +30,7 @@ from chorus_dht.routing import Lookup, RoutingTable, node_id_of
 ADMIN = {"Authorization": "Bearer bench"}
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def latency(ops: int) -> None:
+def latency(ops: int) -> list[Figure]:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         server = NatsServer(store_dir=base / "nats").start()
@@ -85,15 +81,23 @@ def latency(ops: int) -> None:
             for p in procs:
                 p.kill()
             server.kill()
-    print(f"dht latency, 5 node processes, R=3, SQLite, {ops} ops each, REST over loopback:")
-    for name, values in (("put", puts), ("get", gets)):
-        print(
-            f"  {name}: p50 {statistics.median(values) * 1000:.2f} ms  p99 {pct(values, 0.99) * 1000:.2f} ms"
-            + ("  (target get p99 <= 5 ms)" if name == "get" else "")
-        )
+    conditions = f"5 node processes, R=3, SQLite, REST over loopback, {ops} ops"
+    return [
+        Figure("dht", "put p50", statistics.median(puts) * 1000, "ms", conditions=conditions),
+        Figure("dht", "put p99", percentile(puts, 0.99) * 1000, "ms", conditions=conditions),
+        Figure("dht", "get p50", statistics.median(gets) * 1000, "ms", conditions=conditions),
+        Figure(
+            "dht",
+            "get p99",
+            percentile(gets, 0.99) * 1000,
+            "ms",
+            target=at_most(5.0),
+            conditions=conditions,
+        ),
+    ]
 
 
-def simulation(n: int, lookups: int = 200) -> None:
+def simulation(n: int, lookups: int = 200) -> Figure:
     rng = random.Random(1)
     names = [f"sim{i}" for i in range(n)]
     ids = {name: node_id_of(name) for name in names}
@@ -118,8 +122,16 @@ def simulation(n: int, lookups: int = 200) -> None:
             for _node, name in batch:
                 search.answer(tables[name].closest(target, 20))
         hops.append(search.hops)
-    print(f"lookup simulation, {n} nodes, k=20, alpha=3, {lookups} lookups:")
-    print(f"  mean lookup rounds {statistics.mean(hops):.2f}  beside log2(N) = {math.log2(n):.2f}")
+    return Figure(
+        "dht",
+        "mean lookup rounds",
+        statistics.mean(hops),
+        "rounds",
+        "log2(N)",
+        math.log2(n),
+        at_most(1.0, on="ratio"),
+        f"{n}-node simulation, k=20, alpha=3, {lookups} lookups",
+    )
 
 
 if __name__ == "__main__":
@@ -127,5 +139,4 @@ if __name__ == "__main__":
     parser.add_argument("--ops", type=int, default=200)
     parser.add_argument("--nodes", type=int, default=1000)
     args = parser.parse_args()
-    latency(args.ops)
-    simulation(args.nodes)
+    report("dht:", [*latency(args.ops), simulation(args.nodes)])

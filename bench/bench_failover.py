@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+from figures import Figure, at_most, percentile, report
 
 from chorus_common.natsserver import NatsServer, free_port
 from chorus_common.processes import ServiceProcess
@@ -87,31 +88,38 @@ def run(profile: str, trials: int) -> list[float]:
     return times
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--compat-trials", type=int, default=3)
     args = parser.parse_args()
     default = run("default", args.trials)
-    print(
-        f"failover after SIGKILL of the admin, 3 participants, {len(default)} trials (default profile):"
-    )
-    print(
-        f"  p50 {statistics.median(default):.3f}s  p99 {pct(default, 0.99):.3f}s  "
-        f"max {max(default):.3f}s  (target p99 <= 1.5s)"
-    )
+    conditions = f"3 election processes, {len(default)} SIGKILLs of the admin"
+    figures = [
+        Figure("failover", "failover p50 (default profile)", statistics.median(default), "s"),
+        Figure(
+            "failover",
+            "failover p99 (default profile)",
+            percentile(default, 0.99),
+            "s",
+            target=at_most(1.5),
+            conditions=conditions,
+        ),
+    ]
     if args.compat_trials:
         compat = run("chorus-compat", args.compat_trials)
-        print(f"chorus-compat profile (5 s heartbeat, 15 s failover), {len(compat)} trials:")
-        print(
-            f"  p50 {statistics.median(compat):.3f}s  max {max(compat):.3f}s  "
-            f"ratio compat/default p50 {statistics.median(compat) / statistics.median(default):.1f}x"
+        figures.append(
+            Figure(
+                "failover",
+                "failover p50 (default profile)",
+                statistics.median(default),
+                "s",
+                "chorus-compat profile (5 s heartbeat, 15 s failover)",
+                statistics.median(compat),
+                conditions=f"{len(compat)} compat trials",
+            )
         )
+    report(f"failover after SIGKILL of the admin: {conditions}", figures)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import nats
+from figures import Figure, at_least, report
 
 from chorus_common.envelopes import Envelope, MessageType
 from chorus_common.envelopes.samples import SAMPLE_PAYLOADS
@@ -107,13 +108,24 @@ async def main(messages: int, batch: int, rounds: int) -> None:
         finally:
             server.kill()
     raw_m, ours_m = statistics.median(raw), statistics.median(ours)
-    print(
-        f"gateway: {messages} signed task_progress per round in batches of {batch}, "
-        f"{rounds} rounds, JetStream sync_interval=always"
+    conditions = (
+        f"{messages} signed task_progress x {rounds} rounds, batches of {batch}, fsync always"
     )
-    print(f"  raw nats-py js.publish_async (same bytes): {raw_m:10.0f} msg/s")
-    print(f"  gateway POST /v1/envelopes:batch:          {ours_m:10.0f} msg/s")
-    print(f"  ratio gateway/raw: {ours_m / raw_m:.2f}  (target >= 0.50)")
+    report(
+        f"gateway: {conditions}",
+        [
+            Figure(
+                "gateway",
+                "POST /v1/envelopes:batch",
+                ours_m,
+                "msg/s",
+                "raw nats-py js.publish_async (same bytes)",
+                raw_m,
+                at_least(0.5),
+                conditions,
+            )
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -108,9 +108,18 @@ async def test_forged_replayed_and_gap_envelopes_are_refused(
     service, client = gateway
     agent = await new_agent()
     first = agent.envelope(MessageType.STATUS_UPDATE)
-    assert (await client.post("/v1/envelopes", json=as_json(first))).status_code == 201
+    accepted = await client.post("/v1/envelopes", json=as_json(first))
+    assert accepted.status_code == 201
 
-    replay = await client.post("/v1/envelopes", json=as_json(first))
+    # a client that lost the answer sends the same envelope again: the original ack, once
+    resend = await client.post("/v1/envelopes", json=as_json(first))
+    assert resend.status_code == 201, resend.text
+    assert resend.json()["duplicate"] is True
+    assert resend.json()["seq"] == accepted.json()["seq"]
+
+    second = agent.envelope(MessageType.STATUS_UPDATE)
+    assert (await client.post("/v1/envelopes", json=as_json(second))).status_code == 201
+    replay = await client.post("/v1/envelopes", json=as_json(first))  # behind the head now
     assert replay.status_code == 409 and replay.json()["code"] == "feed_replay"
 
     forger = AgentKey.generate()
@@ -119,11 +128,11 @@ async def test_forged_replayed_and_gap_envelopes_are_refused(
     bad = await client.post("/v1/envelopes", json=as_json(forged))
     assert bad.status_code == 401 and bad.json()["code"] == "bad_signature"
 
-    agent.envelope(MessageType.STATUS_UPDATE)  # seq 3 is never sent
+    agent.envelope(MessageType.STATUS_UPDATE)  # seq 4 is never sent
     gap_env = agent.envelope(MessageType.STATUS_UPDATE)
     gap = await client.post("/v1/envelopes", json=as_json(gap_env))
     assert gap.status_code == 409 and gap.json()["code"] == "feed_gap"
-    assert "expected feed_seq 2, got 4" in gap.json()["detail"]
+    assert "expected feed_seq 3, got 5" in gap.json()["detail"]
 
     for reason in ("feed_replay", "bad_signature", "feed_gap"):
         assert metric(service, "chorus_pubsub_rejected_total", {"reason": reason}) == 1.0

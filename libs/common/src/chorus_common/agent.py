@@ -21,7 +21,11 @@ from chorus_common.feeds import FeedWriter
 from chorus_common.registry import AgentDirectory
 from chorus_common.signing import AgentKey
 
-_ERRORS: dict[str, type[ChorusError]] = {"conflict": ConflictError, "not_found": NotFoundError}
+_ERRORS: dict[str, type[ChorusError]] = {
+    "conflict": ConflictError,
+    "not_found": NotFoundError,
+    "unavailable": UnavailableError,
+}
 
 
 class Agent:

@@ -179,6 +179,16 @@ class FeedVerifier:
             seq=position.seq, head=position.head, digests=OrderedDict({seq: position.head})
         )
 
+    def is_resend(self, env: Envelope) -> bool:
+        """The very envelope already accepted at its feed_seq: a client re-sending a publish whose
+        answer it never got. Answering it again is safe; treating it as an attack is not."""
+        known = self.senders.get(env.sender)
+        return (
+            known is not None
+            and env.feed_seq is not None
+            and known.digests.get(env.feed_seq) == env.digest()
+        )
+
     def state(self, sender: str) -> FeedState | None:
         """The last accepted position of ``sender``'s feed, ``None`` if nothing was accepted."""
         known = self.senders.get(sender)

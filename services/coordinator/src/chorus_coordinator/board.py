@@ -91,6 +91,10 @@ class TaskBoard:
             raise ConflictError(
                 f"task {task_id!r} is held by {doc['assignee']}", holder=doc["assignee"]
             )
+        if doc["status"] == "claimed" and doc["assignee"] != agent:
+            # the holder's claim lapsed and the sweep has not run yet: say so in the history,
+            # so every change of holder there follows a release
+            doc["history"].append(_event("lease_expired", agent=doc["assignee"]))
         doc.update(
             status="claimed", assignee=agent, claim_expires_at=now + self.claim_ttl, term=term
         )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiosqlite
-import redis.asyncio as redis
+
+if TYPE_CHECKING:
+    import redis.asyncio as redis
 
 
 class Storage(Protocol):
@@ -93,6 +95,9 @@ class RedisStorage:
         self.client: redis.Redis | None = None
 
     async def open(self) -> None:
+        # imported here: the redis client costs ~25 MB of RSS that SQLite nodes never use
+        import redis.asyncio as redis
+
         self.client = redis.from_url(self.url)
         await self.client.ping()
 

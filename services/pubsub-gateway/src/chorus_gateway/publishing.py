@@ -20,6 +20,7 @@ from chorus_common.bus import Bus
 from chorus_common.envelopes import Envelope, MessageGroup, MetaDiscussion
 from chorus_common.errors import (
     ChorusError,
+    FeedReplayError,
     HopLimitError,
     RateLimitedError,
     UnavailableError,
@@ -168,6 +169,12 @@ class Publisher:
         for index, env in sorted(entries, key=lambda e: e[1].feed_seq or 0):
             try:
                 verifier.check(env)
+            except FeedReplayError as exc:
+                # an exact re-send of the accepted head is a retry, not a replay: publishing it
+                # again lets JetStream's de-duplication answer with the original sequence
+                if not verifier.is_resend(env):
+                    results[index] = self._reject(index, exc)
+                    continue
             except ChorusError as exc:
                 results[index] = self._reject(index, exc)
                 continue
@@ -204,7 +211,11 @@ class Publisher:
                 redacted=env.redaction.findings if env.redaction else None,
             )
             last_ok = env
-        if last_ok is not None and last_ok.feed_seq is not None:
+        if (
+            last_ok is not None
+            and last_ok.feed_seq is not None
+            and last_ok.feed_seq > head.state.seq
+        ):
             state = FeedState(seq=last_ok.feed_seq, head=last_ok.digest())
             try:
                 await self.directory.advance_feed(sender, head, state)

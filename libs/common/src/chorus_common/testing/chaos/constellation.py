@@ -1,0 +1,179 @@
+"""A constellation to break: a 3-node NATS cluster (R3) and replicated services as processes.
+
+Faults are the ones operators meet: SIGKILL then restart, SIGSTOP then
+SIGCONT (a long GC pause, a frozen VM), SIGTERM then restart (a rolling
+deploy). One fault at a time, so a quorum of NATS nodes and R−1 DHT copies
+always survive, which is the failure budget the design promises to absorb.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chorus_common.natsserver import NatsCluster, NatsServer, free_port
+from chorus_common.processes import ServiceProcess
+
+ADMIN_TOKEN = "chaos-admin-token"
+
+#: instance → service; two or three of each replicated service, so one can always fail.
+INSTANCES: dict[str, str] = {
+    "election-1": "election",
+    "election-2": "election",
+    "election-3": "election",
+    "coordinator-1": "coordinator",
+    "coordinator-2": "coordinator",
+    "dht-1": "dht",
+    "dht-2": "dht",
+    "dht-3": "dht",
+    "gateway-1": "pubsub-gateway",
+}
+
+#: fast timings, so a minute of chaos sees many failovers and repairs
+ENV: dict[str, str] = {
+    "CHORUS_JS_REPLICAS": "3",
+    "CHORUS_ADMIN_TOKEN": ADMIN_TOKEN,
+    "CHORUS_LOG_LEVEL": "INFO",
+    "CHORUS_HEALTH_INTERVAL_SECONDS": "0.5",
+    "CHORUS_DHT_ANNOUNCE_INTERVAL_SECONDS": "0.5",
+    "CHORUS_DHT_REPAIR_INTERVAL_SECONDS": "1.0",
+    "CHORUS_COORDINATOR_CLAIM_TTL_SECONDS": "5",
+    "CHORUS_COORDINATOR_ASSIGN_INTERVAL_SECONDS": "0.3",
+    "CHORUS_GATEWAY_RATE_PER_SECOND": "100000",
+    "CHORUS_GATEWAY_RATE_BURST": "100000",
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault, for the report: what, on whom, when, for how long."""
+
+    action: str
+    target: str
+    at: float
+    seconds: float
+
+
+@dataclass
+class ChaosConstellation:
+    base: Path
+    cluster: NatsCluster = field(init=False)
+    procs: dict[str, ServiceProcess] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    admin_token: str = ADMIN_TOKEN
+    replicas: int = 3
+
+    def __post_init__(self) -> None:
+        self.cluster = NatsCluster(self.base / "nats")
+
+    @property
+    def nats_url(self) -> str:
+        return self.cluster.url
+
+    # -- life cycle ----------------------------------------------------------------
+
+    def start(self) -> ChaosConstellation:
+        self.cluster.start()
+        for name, service in INSTANCES.items():
+            self.procs[name] = ServiceProcess(
+                instance=name,
+                service=service,
+                port=free_port(),
+                env={
+                    **ENV,
+                    "CHORUS_NATS_URL": self.cluster.url,
+                    "CHORUS_NODE_ID": name,
+                    "CHORUS_DATA_DIR": str(self.base / name),
+                },
+                log_path=self.base / "logs" / f"{name}.log",
+            ).start()
+        return self
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        await asyncio.gather(*(p.wait_ready(timeout) for p in self.procs.values()))
+
+    def instances(self, service: str) -> list[tuple[str, str]]:
+        """(name, URL) of the running instances of one service."""
+        return [(n, p.url) for n, p in self.procs.items() if p.service == service and p.running]
+
+    def urls(self, service: str) -> list[str]:
+        return [url for _, url in self.instances(service)]
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.resume()
+            proc.kill()
+        for server in self.cluster.servers:
+            server.resume()
+        self.cluster.kill()
+
+    # -- faults ----------------------------------------------------------------------
+
+    def _targets(self) -> list[str]:
+        return [*self.procs, *(s.server_name or "" for s in self.cluster.servers)]
+
+    def _server(self, name: str) -> NatsServer | None:
+        return next((s for s in self.cluster.servers if s.server_name == name), None)
+
+    async def inject(self, rng: random.Random, max_seconds: float = 3.0) -> Fault:
+        """Break one random target for a random while, then bring it back."""
+        target = rng.choice(self._targets())
+        action = rng.choice(("kill", "pause", "term"))
+        seconds = rng.uniform(0.3, max_seconds)
+        fault = Fault(action, target, time.time(), round(seconds, 2))
+        self.faults.append(fault)
+        server = self._server(target)
+        if server is not None:
+            await self._break_server(server, action, seconds)
+        else:
+            await self._break_service(self.procs[target], action, seconds)
+        return fault
+
+    async def _break_service(self, proc: ServiceProcess, action: str, seconds: float) -> None:
+        if action == "pause":
+            proc.pause()
+            await asyncio.sleep(seconds)
+            proc.resume()
+            return
+        if action == "kill":
+            await asyncio.to_thread(proc.kill)
+        else:
+            await asyncio.to_thread(proc.terminate, 10.0)
+        await asyncio.sleep(seconds)
+        proc.start()
+
+    async def _break_server(self, server: NatsServer, action: str, seconds: float) -> None:
+        if action == "pause":
+            server.pause()
+            await asyncio.sleep(seconds)
+            server.resume()
+            return
+        if action == "kill":
+            await asyncio.to_thread(server.kill)
+        else:
+            await asyncio.to_thread(server.stop)
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(server.start)
+
+    async def heal(self, timeout: float = 60.0) -> None:
+        """Everything running and ready again, as after an operator's recovery."""
+        for server in self.cluster.servers:
+            server.resume()
+            if not server.running:
+                await asyncio.to_thread(server.start)
+        for proc in self.procs.values():
+            proc.resume()
+            if not proc.running:
+                proc.start()
+        await self.wait_ready(timeout)
+
+    def log_tails(self, chars: int = 1500) -> str:
+        parts = []
+        for name, proc in self.procs.items():
+            with contextlib.suppress(Exception):
+                parts.append(f"--- {name}\n{proc.log_tail(chars)}")
+        return "\n".join(parts)
