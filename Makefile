@@ -16,7 +16,7 @@ export UV_LINK_MODE := copy
 PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 MYPY_TARGETS := libs/common/src/chorus_common services/pubsub-gateway/src/chorus_gateway services/licensing/src/chorus_licensing/license.py services/licensing/src/chorus_licensing/breaker.py
 
-.PHONY: setup system-deps generate lint format test test-fast bench up clean
+.PHONY: setup system-deps generate lint format test test-fast bench soak up clean
 
 setup: $(VENV)/.synced system-deps
 
@@ -47,6 +47,7 @@ system-deps:
 generate: $(VENV)/.synced
 	$(BIN)/python deploy/grafana/generate.py
 	$(BIN)/python docs/generate_metrics.py
+	$(BIN)/python deploy/nats/generate.py
 
 format: $(VENV)/.synced
 	$(BIN)/ruff format .
@@ -64,8 +65,13 @@ test: setup lint
 test-fast: $(VENV)/.synced
 	$(BIN)/pytest -q -m "not slow" -x
 
+# Every bench/ script, then bench/RESULTS.md (machine, date, figures beside baselines).
 bench: setup
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/run_all.py
+
+# 30 minutes of steady load on a full constellation; bench/SOAK.md shows memory over time.
+soak: setup
+	$(BIN)/python bench/soak.py --minutes 30
 
 up: setup
 	$(BIN)/chorus up

@@ -29,7 +29,8 @@ INSTANCES = [
 def chart_env() -> set[str]:
     chart = helm.Chart.load(str(ROOT / "deploy" / "helm" / "chorus"))
     docs = []
-    values = {"redis": {"url": "redis://redis:6379/0"}}
+    # compose brings its own NATS, as the chart does with nats.embedded
+    values = {"redis": {"url": "redis://redis:6379/0"}, "nats": {"embedded": {"enabled": True}}}
     for path, text in chart.render(values, name="chorus", namespace="chorus").items():
         if not path.endswith("NOTES.txt"):
             docs.extend(d for d in yaml.safe_load_all(text) if d)
@@ -77,3 +78,56 @@ def test_dockerfile_is_non_root_with_healthcheck_and_chorus_serve() -> None:
     assert 'ENTRYPOINT ["chorus", "serve"]' in text
     assert text.count("FROM ") >= 2  # multi-stage
     assert "uv sync --frozen" in text
+
+
+def _service_of(instance: str) -> str:
+    return "dht" if instance.startswith("dht-") else instance
+
+
+def test_compose_services_connect_as_their_own_nats_users() -> None:
+    from chorus_common import nats_auth
+
+    services = COMPOSE["services"]
+    nats_env = services["nats"]["environment"]
+    assert set(nats_env) == {u.password_env for u in nats_auth.USERS}
+    for variable, value in nats_env.items():
+        assert value.startswith(f"${{{variable}:?"), variable  # required, never a default
+    assert (
+        "./deploy/compose/nats-auth.conf:/etc/nats/nats-auth.conf:ro" in services["nats"]["volumes"]
+    )
+    conf = (ROOT / "deploy" / "compose" / "nats.conf").read_text()
+    assert re.search(r"^include \./nats-auth\.conf$", conf, re.M)
+    for name in INSTANCES:
+        user = nats_auth.SERVICE_USERS[_service_of(name)]
+        env = services[name]["environment"]
+        assert env["CHORUS_NATS_USER"] == user.name, name
+        assert env["CHORUS_NATS_PASSWORD"].startswith(f"${{{user.password_env}:?"), name
+
+
+def test_compose_nats_config_is_accepted_by_nats_server_only_with_passwords(
+    tmp_path: Path,
+) -> None:
+    """nats.conf and nats-auth.conf as mounted in the container, checked by nats-server ``-t``."""
+    import os
+    import subprocess
+
+    from chorus_common import nats_auth
+    from chorus_common.natsserver import nats_server_binary
+
+    for name in ("nats.conf", "nats-auth.conf"):
+        (tmp_path / name).write_text((ROOT / "deploy" / "compose" / name).read_text())
+
+    def check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [nats_server_binary(), "-t", "-c", str(tmp_path / "nats.conf")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
+
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("CHORUS_NATS_PASSWORD_")}
+    ok = check({**bare, **nats_auth.new_passwords()})
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    refused = check(bare)  # no password set: the server does not start open
+    assert refused.returncode != 0 and "CHORUS_NATS_PASSWORD_" in refused.stdout + refused.stderr

@@ -113,3 +113,92 @@ def test_bad_values_are_rejected_by_the_schema(values: dict[str, Any], names: st
     with pytest.raises(helm.HelmError) as info:
         chart.render(values, name="chorus", namespace="chorus", is_install=True)
     assert names in str(info.value)
+
+
+# -- NATS users: the chart's own NATS runs the generated authorization, one user per service ------
+
+
+def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    names = [e["name"] for e in container["env"]]
+    assert len(names) == len(set(names)), f"duplicate env in {container['name']}: {names}"
+    return {e["name"]: e for e in container["env"]}
+
+
+def _service_workloads(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    workloads = {**_by(docs, "Deployment"), **_by(docs, "StatefulSet")}
+    return {
+        n.removeprefix("chorus-"): w
+        for n, w in workloads.items()
+        if n not in ("chorus-nats", "chorus-redis")
+    }
+
+
+def test_embedded_nats_gives_every_service_its_own_user() -> None:
+    from chorus_common import nats_auth
+
+    docs = render(load_profile("trial"))
+    config = _by(docs, "ConfigMap")["chorus-nats-config"]["data"]
+    assert "include ./nats-auth.conf" in config["nats.conf"]
+    assert config["nats-auth.conf"] == nats_auth.render_authorization()
+
+    secret = _by(docs, "Secret")["chorus-nats-users"]
+    assert set(secret["data"]) == {u.name for u in nats_auth.USERS}
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+    nats = _by(docs, "StatefulSet")["chorus-nats"]["spec"]["template"]["spec"]["containers"][0]
+    env = _env(nats)
+    for user in nats_auth.USERS:
+        ref = env[user.password_env]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "chorus-nats-users", "key": user.name}
+
+    workloads = _service_workloads(docs)
+    assert set(workloads) == set(nats_auth.SERVICE_USERS)
+    for name, workload in workloads.items():
+        env = _env(workload["spec"]["template"]["spec"]["containers"][0])
+        assert env["CHORUS_NATS_USER"]["value"] == name
+        ref = env["CHORUS_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "chorus-nats-users", "key": name}
+
+
+def test_rendered_embedded_nats_config_is_accepted_by_nats_server(tmp_path: Path) -> None:
+    """The ConfigMap as the NATS pod mounts it, checked by the real nats-server (``-t``)."""
+    import os
+    import subprocess
+
+    from chorus_common import nats_auth
+    from chorus_common.natsserver import nats_server_binary
+
+    config = _by(render(load_profile("trial")), "ConfigMap")["chorus-nats-config"]["data"]
+    for name, text in config.items():
+        (tmp_path / name).write_text(text)
+    env = {**os.environ, **nats_auth.new_passwords(), "POD_NAME": "chorus-nats-0"}
+    result = subprocess.run(
+        [nats_server_binary(), "-t", "-c", str(tmp_path / "nats.conf")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_embedded_nats_can_use_an_existing_password_secret() -> None:
+    docs = render({"nats": {"embedded": {"enabled": True, "auth": {"existingSecret": "mine"}}}})
+    assert "chorus-nats-users" not in _by(docs, "Secret")
+    for workload in _service_workloads(docs).values():
+        env = _env(workload["spec"]["template"]["spec"]["containers"][0])
+        assert env["CHORUS_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "mine"
+
+
+@pytest.mark.parametrize("profile", ["default", "ha", "existing-nats"])
+def test_an_existing_nats_keeps_its_own_credentials(profile: str) -> None:
+    values = {} if profile == "default" else load_profile(profile)
+    docs = render(values)
+    assert "chorus-nats-users" not in _by(docs, "Secret")
+    auth_secret = values.get("nats", {}).get("authSecret")
+    for workload in _service_workloads(docs).values():
+        env = _env(workload["spec"]["template"]["spec"]["containers"][0])
+        if auth_secret:
+            assert env["CHORUS_NATS_USER"]["valueFrom"]["secretKeyRef"]["name"] == auth_secret
+        else:
+            assert "CHORUS_NATS_USER" not in env and "CHORUS_NATS_PASSWORD" not in env

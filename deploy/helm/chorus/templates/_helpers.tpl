@@ -52,6 +52,28 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-admin" (include "chorus.fullname" .)) .Values.adminToken.existingSecret -}}
 {{- end -}}
 
+{{/* The chart's own NATS: one user per service (files/nats-users.yaml, generated from
+     chorus_common.nats_auth), passwords in this Secret keyed by user name. */}}
+{{- define "chorus.natsUsersSecretName" -}}
+{{- default (printf "%s-nats-users" (include "chorus.fullname" .)) .Values.nats.embedded.auth.existingSecret -}}
+{{- end -}}
+
+{{/* user name -> nats-server environment variable holding its password */}}
+{{- define "chorus.natsUsers" -}}
+{{- (.Files.Get "files/nats-users.yaml" | fromYaml).users | toYaml -}}
+{{- end -}}
+
+{{/* CHORUS_NATS_USER / CHORUS_NATS_PASSWORD of service .user against the chart's own NATS */}}
+{{- define "chorus.natsUserEnv" -}}
+{{- if .root.Values.nats.embedded.enabled -}}
+- name: CHORUS_NATS_USER
+  value: {{ .user | quote }}
+- name: CHORUS_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ include "chorus.natsUsersSecretName" .root }}, key: {{ .user }}}
+{{- end }}
+{{- end -}}
+
 {{- define "chorus.natsUrl" -}}
 {{- if .Values.nats.embedded.enabled -}}
 {{- printf "nats://%s-nats:4222" (include "chorus.fullname" .) -}}
@@ -79,6 +101,8 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ include "chorus.adminSecretName" . }}
       key: admin-token
+{{- /* the chart's own NATS has a user per service (chorus.natsUserEnv) instead */}}
+{{- if not .Values.nats.embedded.enabled }}
 {{- with .Values.nats.authSecret }}
 - name: CHORUS_NATS_USER
   valueFrom:
@@ -93,6 +117,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.nats.credentialsSecret }}
 - name: CHORUS_NATS_CREDS
   value: /etc/chorus/nats-creds/nats.creds
+{{- end }}
 {{- end }}
 {{- if .Values.nats.tls.enabled }}
 - name: CHORUS_NATS_TLS_CA

@@ -66,6 +66,9 @@ class Constellation:
     port_base: int | None = None
     sync_always: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: environment for the instances of one service, by service name (e.g. its own NATS
+    #: user and password); applied after ``extra_env``
+    per_service_env: dict[str, dict[str, str]] = field(default_factory=dict)
     nats: NatsServer | None = None
     processes: list[ServiceProcess] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -127,6 +130,7 @@ class Constellation:
                 ),
                 **({"CHORUS_HAP_DHT_URL": dht_url} if inst.service == "hap" and dht_url else {}),
                 **self.extra_env,
+                **self.per_service_env.get(inst.service, {}),
             }
             proc = ServiceProcess(
                 instance=inst.name,

@@ -89,6 +89,9 @@ class NatsServer:
     routes: list[str] = field(default_factory=list)
     server_name: str | None = None
     extra_config: str = ""
+    #: added to the server's environment, e.g. the passwords an authorization block
+    #: names as ``$VAR`` references (nats-server resolves them from its environment)
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -138,6 +141,7 @@ class NatsServer:
 
         self.proc = subprocess.Popen(
             [nats_server_binary(), "-c", str(self.config_path)],
+            env={**os.environ, **self.env} if self.env else None,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -1,0 +1,310 @@
+"""NATS users and their subject permissions: the one declaration compose and Helm are built from.
+
+Each CHORUS service connects to NATS as its own user, allowed to publish and
+subscribe only on the subjects its code uses (ARCHITECTURE.md §2), so that a
+compromised or buggy service cannot, say, vote in the election, take the admin
+lease or rewrite the task board.  ``deploy/nats/generate.py`` renders
+:func:`render_authorization` into ``deploy/compose/nats-auth.conf`` and the
+Helm chart's ``files/nats-auth.conf``; a test runs the whole constellation under
+these users, so a subject a service starts using without being listed here
+fails that test instead of failing in production.
+
+Passwords never appear in a file: the block names them as nats-server
+environment references (``$CHORUS_NATS_PASSWORD_ELECTION``), which the server
+resolves from its own environment at start (and refuses to start if one is
+missing).  Each service reads its own as ``CHORUS_NATS_USER`` /
+``CHORUS_NATS_PASSWORD``.
+
+What the lists cannot express: every service creates the shared streams and
+buckets at start (:func:`chorus_common.topology.declare_topology`), so each
+needs the JetStream API, and through it can read any stream or bucket.  The
+destructive JetStream calls no service makes (delete, purge, snapshot, restore,
+cluster operations) are denied; the writes that matter (publishing envelopes,
+KV keys) are allowed per service and per key prefix.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from chorus_common.license_gate import SUBJECT as LICENSE_SUBJECT
+from chorus_common.subjects import (
+    BACKBEAT_BEAT,
+    STREAM_EVENTS_SUBJECTS,
+    backbeat_status_subject,
+    dht_rpc_subject,
+    election_subject,
+    subject_matches,
+)
+from chorus_common.topology import (
+    BUCKET_ELECTION,
+    BUCKET_LEASES,
+    BUCKET_REGISTRY,
+    BUCKET_TASKS,
+)
+
+#: each user's password comes from this environment variable of nats-server
+PASSWORD_ENV_PREFIX = "CHORUS_NATS_PASSWORD_"
+
+INBOX = "_INBOX.>"
+#: JetStream API calls (topology, KV reads and writes, consumers), acks and flow control
+JETSTREAM = ("$JS.API.>", "$JS.ACK.>", "$JS.FC.>")
+#: what no service does through the JetStream API: destroy or move shared state
+JETSTREAM_DENY = (
+    "$JS.API.STREAM.DELETE.>",
+    "$JS.API.STREAM.PURGE.>",
+    "$JS.API.STREAM.MSG.DELETE.>",
+    "$JS.API.STREAM.SNAPSHOT.>",
+    "$JS.API.STREAM.RESTORE.>",
+    "$JS.API.STREAM.PEER.>",
+    "$JS.API.STREAM.LEADER.>",
+    "$JS.API.CONSUMER.LEADER.>",
+    "$JS.API.META.>",
+    "$JS.API.SERVER.>",
+    "$JS.API.ACCOUNT.>",
+)
+#: the seat-lease requests of the license gate every service but licensing passes
+LICENSE_REQUESTS = tuple(LICENSE_SUBJECT.format(verb=v) for v in ("grant", "renew", "release"))
+#: envelopes, wherever :func:`chorus_common.subjects.routes` may send a copy
+ENVELOPES = STREAM_EVENTS_SUBJECTS
+
+
+def kv(bucket: str, key: str = ">") -> str:
+    """The subject a KV write of ``key`` (a put, create, update or delete) is published to."""
+    return f"$KV.{bucket}.{key}"
+
+
+def leader_lease(scope: str) -> str:
+    """The KV subject of :class:`chorus_common.leadership.LeaderLease` ``scope`` (key ``leader.<scope>``)."""
+    return kv(BUCKET_ELECTION, f"leader.{scope}")
+
+
+def micro_subjects(service: str) -> tuple[str, ...]:
+    """What :class:`chorus_common.service.Service` subscribes to as NATS micro ``chorus-<service>``.
+
+    ``$SRV.<verb>``, ``$SRV.<verb>.chorus-<service>``, ``$SRV.<verb>.chorus-<service>.<id>``
+    for discovery, and the endpoint group ``chorus.svc.<service>.*``: no service
+    can answer discovery or RPC in another's name.
+    """
+    kind = f"chorus-{service}"
+    return ("$SRV.*", f"$SRV.*.{kind}", f"$SRV.*.{kind}.*", f"chorus.svc.{service}.>")
+
+
+@dataclass(frozen=True)
+class NatsUser:
+    """One NATS user: who it is for, and what it may publish and subscribe to.
+
+    ``allow_responses`` lets a user answer requests it received (NATS micro
+    endpoints, DHT RPC, election discovery) without a blanket publish right on
+    ``_INBOX.>``, which would let it forge replies to anyone.
+    """
+
+    name: str
+    purpose: str
+    publish: tuple[str, ...] = ()
+    subscribe: tuple[str, ...] = ()
+    publish_deny: tuple[str, ...] = ()
+    allow_responses: bool = False
+    #: no permissions block at all: operators
+    unrestricted: bool = False
+
+    @property
+    def password_env(self) -> str:
+        """The nats-server environment variable holding this user's password."""
+        return PASSWORD_ENV_PREFIX + self.name.upper().replace("-", "_")
+
+    def may_publish(self, subject: str) -> bool:
+        """What nats-server decides for a publish (allow-listed and not denied), in pure code."""
+        if self.unrestricted:
+            return True
+        allowed = any(subject_matches(a, subject) for a in self.publish)
+        return allowed and not any(subject_matches(d, subject) for d in self.publish_deny)
+
+    def may_subscribe(self, subject: str) -> bool:
+        if self.unrestricted:
+            return True
+        return any(subject_matches(a, subject) for a in self.subscribe)
+
+
+def _service(
+    name: str,
+    purpose: str,
+    *,
+    publish: Iterable[str] = (),
+    subscribe: Iterable[str] = (),
+    licensed: bool = True,
+) -> NatsUser:
+    """A service user: its own lists plus what the shared service base does for every service.
+
+    The base declares the topology and uses KV (JetStream), registers as NATS
+    micro, reports its operations on the beat (``Tracker``), takes requests'
+    replies on ``_INBOX`` and, unless it is the licensing service, asks for a
+    seat lease.
+    """
+    base_publish = [*JETSTREAM, backbeat_status_subject("*")]
+    if licensed:
+        base_publish += LICENSE_REQUESTS
+    return NatsUser(
+        name=name,
+        purpose=purpose,
+        publish=_unique([*base_publish, *publish]),
+        subscribe=_unique([INBOX, *micro_subjects(name), BACKBEAT_BEAT, *subscribe]),
+        publish_deny=JETSTREAM_DENY,
+        allow_responses=True,
+    )
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    """Keep order, drop repeats and subjects another entry's wildcard already covers."""
+    kept = tuple(dict.fromkeys(items))
+    return tuple(s for s in kept if not any(o != s and subject_matches(o, s) for o in kept))
+
+
+ADMIN = NatsUser(
+    name="admin",
+    purpose="operators: the nats CLI, `chorus tail`, maintenance; every subject",
+    unrestricted=True,
+)
+
+LICENSING = _service(
+    "licensing",
+    "seat leases in chorus-leases; answers the license gate on chorus.svc.licensing.*",
+    publish=[kv(BUCKET_LEASES)],
+    licensed=False,
+)
+
+ELECTION = _service(
+    "election",
+    "candidacies, heartbeats and outcomes on chorus.election.*; holds the admin lease",
+    publish=[election_subject("*"), leader_lease("admin")],
+    subscribe=[election_subject("*")],
+)
+
+PUBSUB_GATEWAY = _service(
+    "pubsub-gateway",
+    "publishes verified envelopes, streams chorus.> to HTTP clients, keeps keys and feed heads",
+    publish=[*ENVELOPES, kv(BUCKET_REGISTRY, "agent.>"), kv(BUCKET_REGISTRY, "feed.>")],
+    subscribe=["chorus.>"],
+)
+
+DHT = _service(
+    "dht",
+    "node RPC on chorus.dht.rpc.* and announcements; registers role keys",
+    publish=[dht_rpc_subject("*"), "chorus.dht.announce", kv(BUCKET_REGISTRY, "role.>")],
+    subscribe=[dht_rpc_subject("*"), "chorus.dht.announce"],
+)
+
+COORDINATOR = _service(
+    "coordinator",
+    "the task board in chorus-tasks, its own leader lease, coordination envelopes",
+    publish=[*ENVELOPES, kv(BUCKET_TASKS), leader_lease("coordinator")],
+)
+
+BACKBEAT = _service(
+    "backbeat",
+    "the pulse and bar reports on chorus.backbeat.*; the beat clock and its leader lease",
+    # ``backbeat.clock`` is chorus_backbeat.service.CLOCK_KEY (a test keeps them equal)
+    publish=["chorus.backbeat.>", leader_lease("backbeat"), kv(BUCKET_ELECTION, "backbeat.clock")],
+    subscribe=["chorus.backbeat.>"],
+)
+
+HAP = _service(
+    "hap",
+    "people's signed envelopes and directory entries; reads chorus.> for the live feed",
+    publish=[*ENVELOPES, kv(BUCKET_REGISTRY, "agent.>"), "chorus.svc.licensing.health"],
+    subscribe=["chorus.>"],
+)
+
+AGENT = NatsUser(
+    name="agent",
+    purpose=(
+        "SDK agents on the bus (chorus_common.agent.Agent): envelopes, their directory entry, "
+        "task calls to the coordinator; agents using the gateway's HTTP API need no NATS user"
+    ),
+    publish=_unique(
+        [
+            *JETSTREAM,
+            *ENVELOPES,
+            kv(BUCKET_REGISTRY, "agent.>"),
+            "chorus.svc.coordinator.>",
+            backbeat_status_subject("*"),
+        ]
+    ),
+    subscribe=_unique([INBOX, *ENVELOPES, BACKBEAT_BEAT]),
+    publish_deny=JETSTREAM_DENY,
+)
+
+#: the NATS user of each service, by service name (the keys of ``processes.SERVICE_MODULES``)
+SERVICE_USERS: dict[str, NatsUser] = {
+    u.name: u for u in (LICENSING, ELECTION, PUBSUB_GATEWAY, DHT, COORDINATOR, BACKBEAT, HAP)
+}
+#: every user in the rendered configuration, in its order
+USERS: tuple[NatsUser, ...] = (ADMIN, *SERVICE_USERS.values(), AGENT)
+
+HEADER = (
+    "# NATS users and subject permissions of the CHORUS constellation.\n"
+    "# Generated from libs/common/src/chorus_common/nats_auth.py by deploy/nats/generate.py;\n"
+    "# do not edit. Passwords are nats-server environment variables ($CHORUS_NATS_PASSWORD_*).\n"
+)
+
+
+def _subjects(items: Iterable[str]) -> str:
+    return "[" + ", ".join(f'"{s}"' for s in items) + "]"
+
+
+def _render_user(user: NatsUser) -> list[str]:
+    lines = [f"    # {user.name}: {user.purpose}", "    {", f'      user: "{user.name}"']
+    lines.append(f"      password: ${user.password_env}")
+    if not user.unrestricted:
+        lines.append("      permissions: {")
+        lines.append("        publish: {")
+        lines.append(f"          allow: {_subjects(user.publish)}")
+        if user.publish_deny:
+            lines.append(f"          deny: {_subjects(user.publish_deny)}")
+        lines.append("        }")
+        lines.append(f"        subscribe: {{allow: {_subjects(user.subscribe)}}}")
+        if user.allow_responses:
+            lines.append("        allow_responses: true")
+        lines.append("      }")
+    lines.append("    }")
+    return lines
+
+
+def render_authorization(users: Iterable[NatsUser] = USERS) -> str:
+    """The nats-server ``authorization { users = [...] }`` block, for a file ``include``d by nats.conf."""
+    lines = [HEADER.rstrip("\n"), "authorization {", "  users = ["]
+    for user in users:
+        lines += _render_user(user)
+    lines += ["  ]", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_user_index(users: Iterable[NatsUser] = USERS) -> str:
+    """YAML ``users: {name: password env}`` for the Helm chart's Secret and NATS pod env."""
+    lines = [HEADER.rstrip("\n"), "users:"]
+    lines += [f"  {u.name}: {u.password_env}" for u in users]
+    return "\n".join(lines) + "\n"
+
+
+#: passwords start with a letter and use only these, because nats-server parses an
+#: environment value as a config token: "12345" would be a number, "true" a boolean
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_password(length: int = 32) -> str:
+    """A random password nats-server reads back as exactly this string."""
+    first = secrets.choice(string.ascii_letters)
+    return first + "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length - 1))
+
+
+def new_passwords(users: Iterable[NatsUser] = USERS) -> dict[str, str]:
+    """Fresh passwords for every user, by environment variable (for nats-server's environment)."""
+    return {u.password_env: new_password() for u in users}
+
+
+def client_env(user: NatsUser, passwords: dict[str, str]) -> dict[str, str]:
+    """The ``CHORUS_NATS_USER`` / ``CHORUS_NATS_PASSWORD`` a process connecting as ``user`` needs."""
+    return {"CHORUS_NATS_USER": user.name, "CHORUS_NATS_PASSWORD": passwords[user.password_env]}
