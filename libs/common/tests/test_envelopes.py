@@ -272,3 +272,48 @@ def test_generated_envelopes_round_trip(
     decoded = Envelope.decode(env.encode())
     assert decoded == env
     assert decoded.signing_bytes() == env.signing_bytes()
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    message_type=st.sampled_from(list(MessageType)),
+    mutation=st.dictionaries(st.text(max_size=20), _JSON, max_size=3),
+    drop=st.booleans(),
+)
+def test_any_payload_for_any_type_decodes_or_names_its_fault(
+    message_type: MessageType, mutation: dict[str, object], drop: bool
+) -> None:
+    """Whatever an agent sends as a payload, decoding gives the envelope or a ChorusError with a
+    stable code (what the gateway answers and the bus counts as poison), never a crash."""
+    payload = dict(SAMPLE_PAYLOADS[message_type])
+    if drop and payload:
+        payload.pop(next(iter(payload)))
+    payload.update(mutation)
+    raw = {"type": message_type.value, "sender": "agent-1", "payload": payload}
+    try:
+        env = Envelope.decode(json.dumps(raw))
+    except (PayloadError, MalformedEnvelopeError, OversizeError) as exc:
+        assert exc.code and exc.detail
+        return
+    assert env.type is message_type
+    assert Envelope.decode(env.encode()) == env
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300) | _JSON.map(lambda v: json.dumps(v).encode()))
+def test_arbitrary_bytes_decode_to_a_chorus_error(data: bytes) -> None:
+    try:
+        env = Envelope.decode(data)
+    except (MalformedEnvelopeError, PayloadError, UnknownTypeError, OversizeError) as exc:
+        assert exc.code and exc.detail  # anything else escaping is the failure
+        return
+    assert Envelope.decode(env.encode()) == env
