@@ -172,3 +172,28 @@ async def test_core_subscribers_see_published_envelopes(bus_client: Bus, nats_ur
     await bus_client.publish(sample(MessageType.TASK_COMPLETE))
     await wait_until(lambda: "chorus.coord.task_complete" in seen, timeout=5, message="seen")
     await nc.close()
+
+
+async def test_a_late_pong_does_not_kill_the_connection(nats_server: NatsServer) -> None:
+    """Found by the fuzzer (POST /v1/stepdown hung 15 s): nats-py's read loop stopped for
+    good when the PONG of a timed-out flush arrived, so one slow health probe left the
+    service deaf to NATS. A probe that times out must leave the connection working."""
+    bus = Bus(ChorusSettings(nats_url=nats_server.url), "late-pong")
+    await bus.connect(timeout=10)
+    try:
+        nats_server.pause()
+        try:
+            with pytest.raises(TimeoutError):
+                await bus.rtt(timeout=1)
+        finally:
+            nats_server.resume()
+
+        async def answer(msg: nats.aio.msg.Msg) -> None:
+            await msg.respond(b"pong")
+
+        await bus.nc.subscribe("late.pong", cb=answer)
+        reply = await bus.nc.request("late.pong", b"ping", timeout=5)
+        assert reply.data == b"pong"
+        assert await bus.rtt(timeout=5) < 5
+    finally:
+        await bus.close()

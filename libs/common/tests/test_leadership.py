@@ -86,3 +86,28 @@ async def test_graceful_release_hands_over_immediately(bus_client: Bus) -> None:
 
 async def _record(into: list[tuple[str, int]], who: str, term: int) -> None:
     into.append((who, term))
+
+
+async def test_stop_returns_when_the_loop_swallows_a_cancellation(bus_client: Bus) -> None:
+    """Found by the fuzzer (POST /v1/stepdown hung): on Python 3.11 a nats-py request can
+    swallow the cancel() that stop() sends, and the renewal loop carried on for ever."""
+    lease = await LeaderLease.open(bus_client.js, "swallow", "a", ttl=1.0)
+    swallowed = asyncio.Event()
+
+    async def renewal_loop_that_swallows_once() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed.set()  # what asyncio.wait_for does when the reply won the race
+        await asyncio.Event().wait()  # the loop goes on until cancelled again
+
+    loop = lease._task = asyncio.create_task(renewal_loop_that_swallows_once())
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(lease.stop())
+    try:
+        done, _ = await asyncio.wait({stopping}, timeout=5)
+        assert stopping in done, "stop() waits for ever on a loop that swallowed its cancel"
+        assert swallowed.is_set() and loop.done()
+    finally:
+        for task in (stopping, loop):
+            task.cancel()

@@ -1,5 +1,6 @@
 """The service base: readiness follows critical checks, degradation follows the others."""
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -186,3 +187,47 @@ async def test_failed_setup_keeps_service_up_and_not_ready_with_the_reason(
         failing = {c["name"]: c for c in resp.json()["failing"]}
         assert failing["setup"]["detail"] == "RuntimeError: schema v3 required"
         assert (await client.get("/health/live")).status_code == 200
+
+
+class SlowStartService(Service):
+    """Set-up waits for the test, as a real one waits for NATS after a restart."""
+
+    name = "slowstart"
+
+    def __init__(self, settings: ChorusSettings) -> None:
+        super().__init__(settings)
+        self.release = asyncio.Event()
+        self.board: dict[str, str] | None = None
+
+    async def setup(self) -> None:
+        await self.release.wait()
+        self.board = {"t1": "open"}
+
+    def routes(self, app: FastAPI) -> None:
+        @app.get("/v1/tasks/{task_id}")
+        async def task(task_id: str) -> dict[str, str]:
+            assert self.board is not None  # half-built state, were the guard missing
+            return {"id": task_id, "status": self.board[task_id]}
+
+
+async def test_domain_routes_answer_503_until_setup_finishes(
+    make_settings: Callable[..., ChorusSettings],
+) -> None:
+    service = SlowStartService(make_settings())
+    async with serve_in_process(service, ready=False) as url, httpx.AsyncClient(base_url=url) as c:
+        early = await c.get("/v1/tasks/t1")
+        assert early.status_code == 503, early.text
+        assert early.headers["content-type"].startswith("application/problem+json")
+        assert early.headers["retry-after"] == "1"
+        assert "still starting" in early.json()["detail"]
+        assert (await c.get("/health/live")).status_code == 200  # probes still answer
+        assert (await c.get("/health/ready")).status_code == 503
+        assert (
+            "503"
+            in (await c.get("/openapi.json")).json()["paths"]["/v1/tasks/{task_id}"]["get"][
+                "responses"
+            ]
+        )
+        service.release.set()
+        await wait_until(lambda: service.ready, timeout=10, message="ready")
+        assert (await c.get("/v1/tasks/t1")).json() == {"id": "t1", "status": "open"}

@@ -94,7 +94,8 @@ async def test_gate_fails_closed_without_a_seat_and_resumes_by_itself(
         serve_in_process(guarded, ready=False) as url,
         httpx.AsyncClient(base_url=url) as client,
     ):
-        # no licensing service yet: closed
+        # set up, but no licensing service yet: closed (before set-up it is 503, starting)
+        await wait_until(lambda: guarded.setup_done.is_set(), timeout=15, message="set up")
         refused = await client.post("/v1/work")
         assert refused.status_code == 403 and "license" in refused.json()["detail"]
         assert (await client.get("/health/ready")).status_code == 503

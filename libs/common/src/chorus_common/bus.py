@@ -14,7 +14,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import nats
 import nats.errors
@@ -36,6 +36,14 @@ from chorus_common.topology import declare_topology
 log = logging.getLogger("chorus.bus")
 
 EVENTS_STREAM = "CHORUS_EVENTS"
+#: how long a bus probe's PING may wait for its PONG (see Bus.rtt)
+PING_DEADLINE = 60
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a background probe's failure as seen (nobody may be waiting for it any more)."""
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,27 @@ class Delivery:
 
 
 Handler = Callable[[Envelope, Delivery], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class SubscriptionInfo:
+    """One subject a connection listens on (see :attr:`Bus.subscriptions`).
+
+    ``kind`` is ``jetstream`` for the durable pull consumers of :meth:`Bus.subscribe`
+    (acked, poison terminated and counted), ``jetstream-push`` for push consumers made
+    directly on ``bus.js`` (e.g. ordered replays), and ``core`` for plain NATS
+    subscriptions: fan-out subjects and request/reply endpoints (NATS micro, DHT RPC).
+    ``delivered`` and ``pending`` count the messages the client library handed to (or
+    still holds for) the callback of a core or push subscription.
+    """
+
+    subject: str
+    kind: Literal["jetstream", "jetstream-push", "core"]
+    durable: str | None = None
+    stream: str | None = None
+    queue: str | None = None
+    delivered: int | None = None
+    pending: int | None = None
 
 
 class Bus:
@@ -66,6 +95,7 @@ class Bus:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._consumers: list[Consumer] = []
+        self._probe: asyncio.Future[float] | None = None
         self._closing = False
         self.connected = asyncio.Event()
 
@@ -84,6 +114,44 @@ class Bus:
     @property
     def is_connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
+
+    @property
+    def subscriptions(self) -> list[SubscriptionInfo]:
+        """Every subject this connection consumes: its JetStream consumers and core subscriptions.
+
+        Reply inboxes (``_INBOX.…``, including the delivery inboxes of pull consumers)
+        are left out: nobody publishes to them but the server.
+        """
+        out = [
+            SubscriptionInfo(c.subject_filter, "jetstream", c.durable, c.stream)
+            for c in self._consumers
+        ]
+        subs = getattr(self._nc, "_subs", None) or {}
+        for sub in list(subs.values()):
+            jsi = getattr(sub, "_jsi", None)
+            if jsi is not None:
+                config = getattr(jsi, "_ccreq", None)
+                out.append(
+                    SubscriptionInfo(
+                        getattr(config, "filter_subject", None) or sub.subject,
+                        "jetstream-push",
+                        getattr(config, "durable_name", None),
+                        getattr(jsi, "_stream", None),
+                        delivered=sub.delivered,
+                        pending=sub.pending_msgs,
+                    )
+                )
+            elif not sub.subject.startswith("_INBOX."):
+                out.append(
+                    SubscriptionInfo(
+                        sub.subject,
+                        "core",
+                        queue=sub.queue or None,
+                        delivered=sub.delivered,
+                        pending=sub.pending_msgs,
+                    )
+                )
+        return out
 
     async def connect(self, *, declare: bool = True, timeout: float | None = None) -> None:
         """Connect (retrying until ``timeout``), then declare streams and buckets."""
@@ -189,13 +257,26 @@ class Bus:
             self.metrics.connected.set(0)
 
     async def rtt(self, timeout: float = 2.0) -> float:
-        """Measured round trip to the server (the active bus probe)."""
-        started = time.perf_counter()
-        await self.nc.flush(timeout=max(1, round(timeout)))
-        elapsed = time.perf_counter() - started
+        """Measured round trip to the server (the active bus probe).
+
+        The PING itself is never abandoned: nats-py's read loop stops for good when
+        the PONG of a flush that timed out (or was cancelled) arrives later, which
+        would leave the process deaf to NATS. So one probe at a time runs shielded,
+        with a deadline far beyond ``timeout``, and only the wait for it is bounded.
+        """
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.ensure_future(self._ping(self.nc))
+            self._probe.add_done_callback(_retrieve)
+        elapsed = await asyncio.wait_for(asyncio.shield(self._probe), timeout)
         if self.metrics:
             self.metrics.rtt.set(elapsed)
         return elapsed
+
+    @staticmethod
+    async def _ping(nc: Client) -> float:
+        started = time.perf_counter()
+        await nc.flush(timeout=PING_DEADLINE)
+        return time.perf_counter() - started
 
     def _headers(self, env: Envelope, index: int) -> dict[str, str]:
         headers = {"Nats-Msg-Id": msg_id(env, index), "Chorus-Type": env.type.value}
@@ -303,7 +384,16 @@ class Bus:
             filter_subject=subject_filter,
         )
         sub = await self._create_consumer(subject_filter, durable, stream, config)
-        consumer = Consumer(self, sub, handler, durable or subject_filter, batch)
+        consumer = Consumer(
+            self,
+            sub,
+            handler,
+            durable or subject_filter,
+            batch,
+            subject_filter=subject_filter,
+            durable=durable,
+            stream=stream,
+        )
         consumer.start()
         self._consumers.append(consumer)
         return consumer
@@ -339,6 +429,8 @@ class Bus:
                 await asyncio.wait_for(self._nc.drain(), timeout=5)
             with contextlib.suppress(Exception):
                 await self._nc.close()
+        if self._probe is not None:
+            self._probe.cancel()  # a probe of a connection that is gone
         self.connected.clear()
 
 
@@ -352,12 +444,19 @@ class Consumer:
         handler: Handler,
         name: str,
         batch: int,
+        *,
+        subject_filter: str | None = None,
+        durable: str | None = None,
+        stream: str = EVENTS_STREAM,
     ) -> None:
         self.bus = bus
         self.sub = sub
         self.handler = handler
         self.name = name
         self.batch = batch
+        self.subject_filter = subject_filter or name
+        self.durable = durable
+        self.stream = stream
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:

@@ -144,11 +144,16 @@ class LeaderLease:
         self._task = asyncio.create_task(self._run(), name=f"lease:{self.scope}")
 
     async def stop(self, release: bool = True) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        if task is not None:
+            # Python 3.11's asyncio.wait_for (inside every nats-py request) swallows a
+            # cancellation that lands just as its reply arrives; the renewal loop then goes
+            # on and a single cancel() would leave stop() waiting for ever: ask until it ends
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
         if self.is_leader:
             term = self.term or 0
             if release and self._revision is not None:

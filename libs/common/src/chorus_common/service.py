@@ -58,6 +58,53 @@ log = logging.getLogger("chorus.service")
 PROBLEM_JSON = "application/problem+json"
 MicroHandler = Callable[[MicroRequest], Awaitable[None]]
 
+#: what a problem status means, as the OpenAPI document says it
+PROBLEM_STATUSES: dict[int, str] = {
+    400: "Malformed request",
+    401: "Missing or wrong bearer token",
+    403: "Not allowed (or no license seat: state changes fail closed)",
+    404: "Not found",
+    409: "Conflict: a compare-and-set was lost, a duplicate, or a stale term",
+    413: "Too large",
+    422: "Invalid request: a body, query or path value fails validation",
+    429: "Rate limited; Retry-After says when to try again",
+    503: "A dependency (the NATS bus, storage, an upstream) is unavailable; try again",
+}
+#: RFC 9457 problem details, the body of every error (chorus_common.errors.ChorusError)
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+
+def _problem_doc(status: int) -> dict[str, Any]:
+    return {
+        "description": PROBLEM_STATUSES.get(status, "Problem"),
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: the problem+json statuses it answers besides success.
+
+    The base documents 401 on routes behind a bearer token, 403 on state-changing
+    routes when the license gate is on, 400 on routes with a body (one that cannot
+    be parsed), and turns FastAPI's 422 into problem+json;
+    a route names the rest (404, 409, 503, …) itself.
+    """
+    return {status: _problem_doc(status) for status in statuses}
+
 
 def problem_response(error: ChorusError, instance: str | None = None) -> JSONResponse:
     headers = {}
@@ -189,14 +236,16 @@ class Service:
         )
         group = self.micro.add_group(name=f"chorus.svc.{self.name}")
         await group.add_endpoint(name="health", handler=self._micro_health)
-        for endpoint, handler in self.micro_endpoints().items():
-            await group.add_endpoint(name=endpoint, handler=handler)
         await self.tracker.start()
         if self.settings.license_required:
             self.gate = LicenseGate(self.bus, self.settings.node_id, self.name)
             self.health.add("license", self.gate.health, critical=True)
             self.gate.start()
         await self.setup()
+        # domain endpoints join the queue group only now: a request must never reach a
+        # replica whose set-up is half done (it would fail where a ready replica answers)
+        for endpoint, handler in self.micro_endpoints().items():
+            await group.add_endpoint(name=endpoint, handler=handler)
         self.setup_done.set()
         self.health.poke()
         log.info("%s ready on %s (bus %s)", self.name, self.http_url, self.settings.nats_url)
@@ -267,6 +316,7 @@ class Service:
         app.state.service = self
         self._install_errors(app)
         app.add_middleware(_LicenseGuard, service=self)
+        app.add_middleware(_StartingGuard, service=self)
         app.add_middleware(_HttpMetrics, service=self)
 
         async def health() -> JSONResponse:
@@ -308,15 +358,62 @@ class Service:
                 generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST
             )
 
-        app.add_api_route("/health", health, methods=["GET"], tags=["health"])
+        not_ready: dict[int | str, dict[str, Any]] = {
+            503: {
+                "description": "Not ready: the same document, naming what fails",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        }
+        app.add_api_route("/health", health, methods=["GET"], tags=["health"], responses=not_ready)
         app.add_api_route("/health/live", live, methods=["GET"], tags=["health"])
-        app.add_api_route("/health/ready", ready, methods=["GET"], tags=["health"])
+        app.add_api_route(
+            "/health/ready", ready, methods=["GET"], tags=["health"], responses=not_ready
+        )
         app.add_api_route("/health/checks", checks, methods=["GET"], tags=["health"])
         app.add_api_route("/livez", live, methods=["GET"], tags=["health"])
-        app.add_api_route("/readyz", ready, methods=["GET"], tags=["health"])
-        app.add_api_route("/metrics", metrics, methods=["GET"], tags=["metrics"])
+        app.add_api_route("/readyz", ready, methods=["GET"], tags=["health"], responses=not_ready)
+        app.add_api_route(
+            "/metrics",
+            metrics,
+            methods=["GET"],
+            tags=["metrics"],
+            response_class=PlainTextResponse,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+        )
         self.routes(app)
+        generate = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                app.openapi_schema = self._document_problems(generate())
+            return app.openapi_schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
         return app
+
+    def _document_problems(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Every error status a route answers, in problem+json, in the OpenAPI document."""
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        guarded = self.settings.license_required
+        for path, operations in doc.get("paths", {}).items():
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                if "422" in responses:  # validation errors are problem+json, not FastAPI's shape
+                    responses["422"] = _problem_doc(422)
+                if "requestBody" in operation:  # a body that cannot be read (not UTF-8, …)
+                    responses.setdefault("400", _problem_doc(400))
+                if operation.get("security"):
+                    responses.setdefault("401", _problem_doc(401))
+                if guarded and method.upper() in _LicenseGuard.MUTATING:
+                    responses.setdefault("403", _problem_doc(403))
+                if not serves_before_setup(path):  # still starting (_StartingGuard)
+                    responses.setdefault("503", _problem_doc(503))
+        # FastAPI's own validation-error schemas, once nothing refers to them any more
+        for unused in ("HTTPValidationError", "ValidationError"):
+            if f"#/components/schemas/{unused}" not in json.dumps([doc.get("paths"), schemas]):
+                schemas.pop(unused, None)
+        return doc
 
     def _install_errors(self, app: FastAPI) -> None:
         counter = self.metrics.system.errors
@@ -396,6 +493,45 @@ class _GracefulServer(uvicorn.Server):
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.handle_exit)
         yield
+
+
+#: paths that answer while the service is still setting up (probes, metrics, the API description)
+ALWAYS_SERVED = ("/health", "/livez", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc")
+
+
+def serves_before_setup(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in ALWAYS_SERVED)
+
+
+class _StartingGuard:
+    """Until set-up has finished, a domain route answers 503 with Retry-After, not a 500.
+
+    HTTP is up before the bus and the domain objects are (so probes can say why
+    a service is not ready); a request arriving then, e.g. right after a
+    restart, would otherwise hit half-built state.
+    """
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and not self.service.setup_done.is_set()
+            and not serves_before_setup(scope.get("path", ""))
+        ):
+            name = f"chorus-{self.service.name}"
+            error = UnavailableError(
+                f"{name} failed to set up ({self.service.setup_error}); see its /health/ready"
+                if self.service.setup_error
+                else f"{name} is still starting; retry shortly",
+            )
+            error.retry_after = 1  # type: ignore[attr-defined]
+            self.service.metrics.system.errors.labels(error.code).inc()
+            await problem_response(error, scope.get("path"))(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class _LicenseGuard:

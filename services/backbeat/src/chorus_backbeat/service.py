@@ -31,7 +31,7 @@ from chorus_common.backbeat import (
 from chorus_common.config import ChorusSettings
 from chorus_common.errors import NotFoundError, RequestInvalidError
 from chorus_common.leadership import LeaderLease
-from chorus_common.service import Service
+from chorus_common.service import Service, problem_responses
 from chorus_common.subjects import BACKBEAT_BEAT
 from chorus_common.topology import BUCKET_ELECTION
 
@@ -260,7 +260,7 @@ class BackbeatService(Service):
     def routes(self, app: FastAPI) -> None:
         admin = self.require_admin()
 
-        @app.get("/v1/tempo", tags=["backbeat"])
+        @app.get("/v1/tempo", tags=["backbeat"], responses=problem_responses(503))
         async def tempo() -> dict[str, Any]:
             clock, _ = await self._clock()
             return {
@@ -271,7 +271,12 @@ class BackbeatService(Service):
                 "pulse": self.lease.is_leader,
             }
 
-        @app.put("/v1/tempo", dependencies=[Depends(admin)], tags=["backbeat"])
+        @app.put(
+            "/v1/tempo",
+            dependencies=[Depends(admin)],
+            tags=["backbeat"],
+            responses=problem_responses(503),
+        )
         async def put_tempo(body: TempoChange) -> dict[str, Any]:
             """Change the tempo; the beat index keeps counting up across the change."""
             clock = await self.set_tempo(body.tempo_bpm)
@@ -301,7 +306,7 @@ class BackbeatService(Service):
                 }
             }
 
-        @app.get("/v1/agents/{agent}/health", tags=["backbeat"])
+        @app.get("/v1/agents/{agent}/health", tags=["backbeat"], responses=problem_responses(404))
         async def agent_health(agent: str) -> dict[str, Any]:
             if agent not in self.watch.agents:
                 raise NotFoundError(f"agent {agent!r} has not reported on the beat")

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import re
 import secrets
 import time
 from typing import Any
 
+import nats.errors
 from fastapi import Depends, FastAPI
+from fastapi import Path as PathParam
 from nats.js.errors import KeyNotFoundError
 from nats.micro.request import Request as MicroRequest
 from prometheus_client import Counter, Gauge, Histogram
@@ -18,10 +22,16 @@ from pydantic import BaseModel, Field
 from chorus_common.bus import Delivery
 from chorus_common.config import ChorusSettings
 from chorus_common.envelopes import Envelope, MessageType, MetaDiscussion
-from chorus_common.errors import ChorusError, ConflictError, NotFoundError
+from chorus_common.errors import (
+    ChorusError,
+    ConflictError,
+    NotFoundError,
+    RequestInvalidError,
+    UnavailableError,
+)
 from chorus_common.leadership import LeaderLease
 from chorus_common.metrics import LATENCY_BUCKETS
-from chorus_common.service import MicroHandler, Service
+from chorus_common.service import MicroHandler, Service, problem_responses
 from chorus_common.topology import BUCKET_REGISTRY, BUCKET_TASKS
 from chorus_coordinator.board import TaskBoard
 from chorus_coordinator.rules import BUILTIN_RULES, Dependency, TaskView, detect, parse_custom_rules
@@ -41,8 +51,13 @@ class CoordinatorSettings(ChorusSettings):
     coordinator_llm_model: str = "gpt-4o-mini"
 
 
+#: task ids end up in KV keys and subjects: letters, digits, '_' and '-'
+TASK_ID = r"^[A-Za-z0-9_\-]{1,64}$"
+TaskId = PathParam(pattern=TASK_ID, description="the task id (letters, digits, '_', '-')")
+
+
 class TaskIn(BaseModel):
-    id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    id: str = Field(pattern=TASK_ID)
     repository: str = Field(min_length=1)
     project: str = Field(default="default", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
     title: str = Field(min_length=1)
@@ -59,6 +74,42 @@ class AgentAction(BaseModel):
     agent: str = Field(min_length=1)
     progress: float = Field(default=0.0, ge=0, le=1)
     success: bool = True
+
+
+def _micro_body(data: bytes) -> dict[str, Any]:
+    """The JSON object of a micro request, or a 422 problem the agent can read."""
+    try:
+        doc = json.loads(data or b"{}")
+    except (ValueError, RecursionError):
+        raise RequestInvalidError("the request is not JSON: send a JSON object") from None
+    if not isinstance(doc, dict):
+        raise RequestInvalidError("the request must be a JSON object")
+    return doc
+
+
+def _field(doc: dict[str, Any], name: str) -> str:
+    value = doc.get(name)
+    if not isinstance(value, str) or not value:
+        raise RequestInvalidError(f"{name} is required (a non-empty string)")
+    if name == "task_id" and not re.fullmatch(TASK_ID, value):
+        raise RequestInvalidError(f"task_id {value!r} may contain only letters, digits, '_', '-'")
+    return value
+
+
+def _progress(value: Any) -> float:
+    try:
+        progress = float(value)
+    except (TypeError, ValueError):
+        raise RequestInvalidError("progress must be a number between 0 and 1") from None
+    if not math.isfinite(progress) or not 0 <= progress <= 1:
+        raise RequestInvalidError("progress must be a number between 0 and 1")
+    return progress
+
+
+def _success(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise RequestInvalidError("success must be true or false")
+    return value
 
 
 class CoordinatorService(Service):
@@ -414,21 +465,26 @@ class CoordinatorService(Service):
     def micro_endpoints(self) -> dict[str, MicroHandler]:
         async def respond(request: MicroRequest, work: Any) -> None:
             try:
-                doc = await work(json.loads(request.data or b"{}"))
+                doc = await work(_micro_body(request.data))
                 await request.respond(json.dumps({"ok": True, "task": doc}).encode())
             except ChorusError as exc:
                 if isinstance(exc, ConflictError):
                     self.m_conflicts.inc()
                 await request.respond(json.dumps({"ok": False, "error": exc.to_problem()}).encode())
+            except nats.errors.Error as exc:  # the KV did not answer: the agent may retry
+                error = UnavailableError(f"the task board did not answer ({exc}); try again")
+                await request.respond(
+                    json.dumps({"ok": False, "error": error.to_problem()}).encode()
+                )
 
         async def claim(req: MicroRequest) -> None:
-            await respond(req, lambda d: self.board.claim(d["task_id"], d["agent"]))
+            await respond(req, lambda d: self.board.claim(_field(d, "task_id"), _field(d, "agent")))
 
         async def progress(req: MicroRequest) -> None:
             await respond(
                 req,
                 lambda d: self.board.progress(
-                    d["task_id"], d["agent"], float(d.get("progress", 0))
+                    _field(d, "task_id"), _field(d, "agent"), _progress(d.get("progress", 0))
                 ),
             )
 
@@ -436,7 +492,7 @@ class CoordinatorService(Service):
             await respond(
                 req,
                 lambda d: self.board.complete(
-                    d["task_id"], d["agent"], bool(d.get("success", True))
+                    _field(d, "task_id"), _field(d, "agent"), _success(d.get("success", True))
                 ),
             )
 
@@ -447,43 +503,68 @@ class CoordinatorService(Service):
     def routes(self, app: FastAPI) -> None:
         admin = self.require_admin()
 
-        @app.post("/v1/tasks", dependencies=[Depends(admin)], status_code=201, tags=["tasks"])
+        @app.post(
+            "/v1/tasks",
+            dependencies=[Depends(admin)],
+            status_code=201,
+            tags=["tasks"],
+            responses=problem_responses(409, 503),
+        )
         async def create_task(task: TaskIn) -> dict[str, Any]:
             """Announce a task; cross-repository dependencies open coordination sessions."""
             return await self.announce(task)
 
-        @app.get("/v1/tasks", tags=["tasks"])
+        @app.get("/v1/tasks", tags=["tasks"], responses=problem_responses(503))
         async def list_tasks(status: str | None = None) -> dict[str, Any]:
             tasks = [t for t in await self.board.all() if status is None or t["status"] == status]
             return {"tasks": sorted(tasks, key=lambda t: t["id"])}
 
-        @app.get("/v1/tasks/{task_id}", tags=["tasks"])
-        async def get_task(task_id: str) -> dict[str, Any]:
+        @app.get("/v1/tasks/{task_id}", tags=["tasks"], responses=problem_responses(404, 503))
+        async def get_task(task_id: str = TaskId) -> dict[str, Any]:
             return (await self.board.get(task_id))[0]
 
-        @app.get("/v1/tasks/{task_id}/candidates", tags=["tasks"])
-        async def candidates(task_id: str) -> dict[str, Any]:
+        @app.get(
+            "/v1/tasks/{task_id}/candidates", tags=["tasks"], responses=problem_responses(404, 503)
+        )
+        async def candidates(task_id: str = TaskId) -> dict[str, Any]:
             """Each available agent's score breakdown: why an agent gets (or does not get) a task."""
             task, _ = await self.board.get(task_id)
             return {"task": task_id, "candidates": await self.candidates(task)}
 
-        @app.post("/v1/tasks/{task_id}/claim", dependencies=[Depends(admin)], tags=["tasks"])
-        async def claim(task_id: str, body: AgentAction) -> dict[str, Any]:
+        busy = problem_responses(404, 409, 503)
+
+        @app.post(
+            "/v1/tasks/{task_id}/claim",
+            dependencies=[Depends(admin)],
+            tags=["tasks"],
+            responses=busy,
+        )
+        async def claim(body: AgentAction, task_id: str = TaskId) -> dict[str, Any]:
             try:
                 return await self.board.claim(task_id, body.agent)
             except ConflictError:
                 self.m_conflicts.inc()
                 raise
 
-        @app.post("/v1/tasks/{task_id}/progress", dependencies=[Depends(admin)], tags=["tasks"])
-        async def progress(task_id: str, body: AgentAction) -> dict[str, Any]:
+        @app.post(
+            "/v1/tasks/{task_id}/progress",
+            dependencies=[Depends(admin)],
+            tags=["tasks"],
+            responses=busy,
+        )
+        async def progress(body: AgentAction, task_id: str = TaskId) -> dict[str, Any]:
             return await self.board.progress(task_id, body.agent, body.progress)
 
-        @app.post("/v1/tasks/{task_id}/complete", dependencies=[Depends(admin)], tags=["tasks"])
-        async def complete(task_id: str, body: AgentAction) -> dict[str, Any]:
+        @app.post(
+            "/v1/tasks/{task_id}/complete",
+            dependencies=[Depends(admin)],
+            tags=["tasks"],
+            responses=busy,
+        )
+        async def complete(body: AgentAction, task_id: str = TaskId) -> dict[str, Any]:
             return await self.board.complete(task_id, body.agent, body.success)
 
-        @app.get("/v1/agents", tags=["agents"])
+        @app.get("/v1/agents", tags=["agents"], responses=problem_responses(503))
         async def agents() -> dict[str, Any]:
             return {
                 "agents": [
@@ -515,7 +596,9 @@ class CoordinatorService(Service):
                 ]
             }
 
-        @app.get("/v1/sessions/{session_id}", tags=["coordination"])
+        @app.get(
+            "/v1/sessions/{session_id}", tags=["coordination"], responses=problem_responses(404)
+        )
         async def session(session_id: str) -> dict[str, Any]:
             s = self.sessions.get(session_id)
             if s is None:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from nats.aio.msg import Msg
 
 from chorus_common.bus import Bus
-from chorus_common.errors import NotFoundError, UnavailableError
+from chorus_common.errors import NotFoundError, SubjectError, UnavailableError
 from chorus_common.subjects import dht_rpc_subject
 from chorus_dht.routing import Lookup, RoutingTable, distance, node_id_of
 from chorus_dht.storage import Storage
@@ -113,15 +113,21 @@ class DhtNode:
             self._evict(time.monotonic())
 
     async def _on_announce(self, msg: Msg) -> None:
-        with contextlib.suppress(ValueError, KeyError):
+        try:
             doc = json.loads(msg.data)
-            name = str(doc["name"])
-            if name == self.name:
-                return
-            peer = Peer(name, node_id_of(name), bool(doc.get("server")), time.monotonic())
-            self.peers[name] = peer
-            if peer.server:
-                self.table.add(peer.node_id, name)
+        except (ValueError, RecursionError):
+            return  # not an announcement
+        name = doc.get("name") if isinstance(doc, dict) else None
+        if not isinstance(name, str) or name == self.name:
+            return
+        try:
+            dht_rpc_subject(name)  # a name no RPC can reach is no peer
+        except SubjectError:
+            return
+        peer = Peer(name, node_id_of(name), doc.get("server") is True, time.monotonic())
+        self.peers[name] = peer
+        if peer.server:
+            self.table.add(peer.node_id, name)
 
     def _evict(self, now: float) -> None:
         for name, peer in list(self.peers.items()):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query
+from fastapi import Path as PathParam
 from nats.js.errors import KeyNotFoundError
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, Field
@@ -17,7 +18,7 @@ from chorus_common.config import ChorusSettings
 from chorus_common.errors import ConfigError, OversizeError, RequestInvalidError
 from chorus_common.metrics import LATENCY_BUCKETS
 from chorus_common.sealed import RoleKeyPair, SealedValue, open_sealed, seal
-from chorus_common.service import Service
+from chorus_common.service import Service, problem_responses
 from chorus_common.topology import BUCKET_REGISTRY
 from chorus_common.ucxl import UcxlAddress
 from chorus_dht.node import DhtNode, intact
@@ -34,17 +35,48 @@ class DhtSettings(ChorusSettings):
     dht_repair_interval_seconds: float = Field(default=2.0, gt=0)
 
 
+#: role names end up in registry keys (``role.<name>``): letters, digits, '_' and '-'
+ROLE = r"^[A-Za-z0-9_\-]{1,64}$"
+RoleName = Annotated[str, Field(pattern=ROLE)]
+
+
+#: what the OpenAPI document shows (and the fuzzer starts from)
+EXAMPLE_ADDRESS = "ucxl://gpt4:architect@chorus:v2-migration/*^/decisions/x.json"
+EXAMPLE_ROLE_KEY = "Wt-yYY1viC6vq6jHc6EApr5LHWr54PMHi2-oPbXY_zk"
+Address = PathParam(description="a UCXL address", examples=[EXAMPLE_ADDRESS])
+
+
 class PutValue(BaseModel):
+    model_config = {
+        "json_schema_extra": {"examples": [{"value": {"a": 1}, "roles": ["architect"]}]}
+    }
+
     value: Any
-    roles: list[str] = Field(min_length=1, description="roles that may read it")
+    roles: list[RoleName] = Field(min_length=1, description="roles that may read it")
     ttl_seconds: float | None = Field(default=None, gt=0)
 
 
 class RoleKey(BaseModel):
+    model_config = {"json_schema_extra": {"examples": [{"public_key": EXAMPLE_ROLE_KEY}]}}
+
     public_key: str = Field(min_length=40, max_length=64, description="X25519, URL-safe base64")
 
 
 class DecisionRecord(BaseModel):
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "decision": "use NATS JetStream",
+                    "author": "gpt4",
+                    "role": "architect",
+                    "project": "chorus",
+                    "roles": ["architect"],
+                }
+            ]
+        }
+    }
+
     decision: str = Field(min_length=1)
     rationale: str = ""
     author: str = Field(pattern=r"^[a-zA-Z0-9_\-]+$")
@@ -52,7 +84,7 @@ class DecisionRecord(BaseModel):
     project: str = Field(pattern=r"^[a-zA-Z0-9_\-]+$")
     task: str = Field(default="any", pattern=r"^[a-zA-Z0-9_\-]+$")
     related: list[str] = Field(default_factory=list)
-    roles: list[str] = Field(min_length=1)
+    roles: list[RoleName] = Field(min_length=1)
 
 
 class DhtService(Service):
@@ -191,16 +223,26 @@ class DhtService(Service):
     def routes(self, app: FastAPI) -> None:
         admin = self.require_admin()
 
-        @app.put("/v1/ucxl/{address:path}", dependencies=[Depends(admin)], tags=["ucxl"])
-        async def put_value(address: str, body: PutValue) -> dict[str, Any]:
+        @app.put(
+            "/v1/ucxl/{address:path}",
+            dependencies=[Depends(admin)],
+            tags=["ucxl"],
+            # 404: an address with a line break matches no route ({address:path} stops there)
+            responses=problem_responses(400, 404, 413, 503),
+        )
+        async def put_value(body: PutValue, address: str = Address) -> dict[str, Any]:
             """Encrypt for the given roles and store on the R closest nodes."""
             return await self.put(
                 UcxlAddress.parse(address), body.value, body.roles, body.ttl_seconds
             )
 
-        @app.get("/v1/ucxl/{address:path}", tags=["ucxl"])
+        @app.get(
+            "/v1/ucxl/{address:path}",
+            tags=["ucxl"],
+            responses=problem_responses(400, 403, 404, 503),
+        )
         async def get_value(
-            address: str,
+            address: str = Address,
             x_chorus_role: str | None = Header(default=None),
             x_chorus_role_key: str | None = Header(default=None),
         ) -> dict[str, Any]:
@@ -227,8 +269,13 @@ class DhtService(Service):
                 doc["sealed"] = record["sealed"]
             return doc
 
-        @app.delete("/v1/ucxl/{address:path}", dependencies=[Depends(admin)], tags=["ucxl"])
-        async def delete_value(address: str) -> dict[str, Any]:
+        @app.delete(
+            "/v1/ucxl/{address:path}",
+            dependencies=[Depends(admin)],
+            tags=["ucxl"],
+            responses=problem_responses(400, 404, 503),
+        )
+        async def delete_value(address: str = Address) -> dict[str, Any]:
             parsed = UcxlAddress.parse(address)
             key = parsed.key().hex()
             await self.node.find(key)  # 404 if absent
@@ -244,7 +291,7 @@ class DhtService(Service):
             }
             return {"deleted": str(parsed), "replicas": await self.node.store(tomb)}
 
-        @app.get("/v1/ucxl", tags=["ucxl"])
+        @app.get("/v1/ucxl", tags=["ucxl"], responses=problem_responses(503))
         async def list_values(
             prefix: str = Query("ucxl://", description="address prefix"),
         ) -> dict[str, Any]:
@@ -302,21 +349,30 @@ class DhtService(Service):
             }
 
         @app.post(
-            "/v1/roles/{role}/keys", dependencies=[Depends(admin)], status_code=201, tags=["roles"]
+            "/v1/roles/{role}/keys",
+            dependencies=[Depends(admin)],
+            status_code=201,
+            tags=["roles"],
+            responses=problem_responses(503),
         )
-        async def register_role(role: str, body: RoleKey) -> dict[str, str]:
+        async def register_role(
+            body: RoleKey,
+            role: str = PathParam(
+                pattern=ROLE, description="letters, digits, '_' and '-'", examples=["architect"]
+            ),
+        ) -> dict[str, str]:
             """Register the X25519 public key values for ``role`` are sealed to."""
-            if not role.replace("-", "").replace("_", "").isalnum():
-                raise RequestInvalidError(
-                    f"role {role!r} may contain only letters, digits, '_' and '-'"
-                )
             await self.registry_kv.put(
                 f"role.{role}", json.dumps({"public_key": body.public_key}).encode()
             )
             return {"role": role, "public_key": body.public_key}
 
         @app.post(
-            "/v1/decisions", dependencies=[Depends(admin)], status_code=201, tags=["decisions"]
+            "/v1/decisions",
+            dependencies=[Depends(admin)],
+            status_code=201,
+            tags=["decisions"],
+            responses=problem_responses(400, 413, 503),
         )
         async def publish_decision(body: DecisionRecord) -> dict[str, Any]:
             """DecisionPublisher: store a decision record at its UCXL address."""

@@ -19,7 +19,7 @@ from chorus_common.election import (
     Timings,
 )
 from chorus_common.errors import ConflictError
-from chorus_common.service import Service
+from chorus_common.service import Service, problem_responses
 from chorus_election.metrics import ElectionMetrics
 
 
@@ -137,29 +137,40 @@ class ElectionService(Service):
                 raise UnavailableError("the election participant is still starting")
             return self.participant
 
-        @app.get("/v1/admin", tags=["election"])
+        starting = problem_responses(503)
+
+        @app.get("/v1/admin", tags=["election"], responses=starting)
         async def current_admin() -> dict[str, Any]:
             """The admin as this replica sees it: id, term, tenure and score breakdown."""
             return participant().admin_view()
 
-        @app.get("/v1/candidates", tags=["election"])
+        @app.get("/v1/candidates", tags=["election"], responses=starting)
         async def candidates() -> dict[str, Any]:
             return {"candidates": participant().candidates_view()}
 
-        @app.get("/v1/elections", tags=["election"])
+        @app.get("/v1/elections", tags=["election"], responses=starting)
         async def elections() -> dict[str, Any]:
             """Recent elections: trigger, candidates, winner, term and duration."""
             return {"elections": [r.as_dict() for r in reversed(participant().history)]}
 
         @app.post(
-            "/v1/elections", dependencies=[Depends(admin)], status_code=202, tags=["election"]
+            "/v1/elections",
+            dependencies=[Depends(admin)],
+            status_code=202,
+            tags=["election"],
+            responses=starting,
         )
         async def manual() -> dict[str, Any]:
             """Start an election now (trigger ``manual_trigger``); the best candidate wins."""
             await participant().trigger_manual()
             return {"started": True, "trigger": "manual_trigger"}
 
-        @app.post("/v1/stepdown", dependencies=[Depends(admin)], tags=["election"])
+        @app.post(
+            "/v1/stepdown",
+            dependencies=[Depends(admin)],
+            tags=["election"],
+            responses=problem_responses(409, 503),
+        )
         async def stepdown() -> dict[str, Any]:
             """Make this replica give up the admin lease (if it holds it)."""
             p = participant()

@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
-from chorus_common.service import Service
+from chorus_common.service import Service, problem_responses
 from chorus_hap.portal import Portal
 from chorus_hap.settings import HapSettings
 from chorus_hap.web import install_web
@@ -71,7 +71,7 @@ class HapService(Service):
         async def root() -> RedirectResponse:
             return RedirectResponse("/ui", status_code=303)
 
-        @app.get("/v1/identity", tags=["hap"])
+        @app.get("/v1/identity", tags=["hap"], responses=problem_responses(503))
         async def identity() -> dict[str, Any]:
             person = await self.portal.person(self.settings.agent_id())
             return {
@@ -85,7 +85,13 @@ class HapService(Service):
         async def decisions() -> dict[str, Any]:
             return {"decisions": [d.as_dict() for d in self.portal.book.decisions.values()]}
 
-        @app.post("/v1/hmmm", dependencies=[Depends(admin)], status_code=201, tags=["hap"])
+        @app.post(
+            "/v1/hmmm",
+            dependencies=[Depends(admin)],
+            status_code=201,
+            tags=["hap"],
+            responses=problem_responses(503),
+        )
         async def hmmm(body: Compose) -> dict[str, Any]:
             """Compose, redact, sign and send an HMMM message as this portal's person."""
             preview = await self.portal.compose(

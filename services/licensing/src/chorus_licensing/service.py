@@ -14,14 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import nats.errors
 from fastapi import Depends, FastAPI
 from nats.micro.request import Request as MicroRequest
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
 from chorus_common.config import ChorusSettings
-from chorus_common.errors import ChorusError, UnavailableError
-from chorus_common.service import MicroHandler, Service
+from chorus_common.errors import ChorusError, RequestInvalidError, UnavailableError
+from chorus_common.service import MicroHandler, Service, problem_responses
 from chorus_common.topology import BUCKET_LEASES
 from chorus_licensing.breaker import CircuitBreaker
 from chorus_licensing.license import License, LicenseError, load_license_file, verify_license
@@ -283,24 +284,39 @@ class LicensingService(Service):
     def micro_endpoints(self) -> dict[str, MicroHandler]:
         async def answer(request: MicroRequest, work: Any) -> None:
             try:
-                result = await work(json.loads(request.data or b"{}"))
+                try:
+                    body = json.loads(request.data or b"{}")
+                except (ValueError, RecursionError):
+                    raise RequestInvalidError(
+                        "the request is not JSON: send a JSON object"
+                    ) from None
+                if not isinstance(body, dict):
+                    raise RequestInvalidError("the request must be a JSON object")
+                result = await work(body)
                 await request.respond(json.dumps({"ok": True, **(result or {})}).encode())
             except ChorusError as exc:
                 await request.respond(json.dumps({"ok": False, "error": exc.to_problem()}).encode())
-            except (ValueError, KeyError) as exc:
+            except nats.errors.Error as exc:  # the seat table did not answer: the gate retries
+                error = UnavailableError(f"the seat table did not answer ({exc}); try again")
                 await request.respond(
-                    json.dumps({"ok": False, "error": {"detail": str(exc)}}).encode()
+                    json.dumps({"ok": False, "error": error.to_problem()}).encode()
                 )
 
+        def text(body: dict[str, Any], name: str, default: str | None = None) -> str:
+            value = body.get(name, default)
+            if not isinstance(value, str) or not 0 < len(value) <= 128:
+                raise RequestInvalidError(f"{name} is required: a string of 1 to 128 characters")
+            return value
+
         async def grant(req: MicroRequest) -> None:
-            await answer(req, lambda d: self.grant(str(d["holder"]), str(d.get("kind", "service"))))
+            await answer(req, lambda d: self.grant(text(d, "holder"), text(d, "kind", "service")))
 
         async def renew(req: MicroRequest) -> None:
-            await answer(req, lambda d: self.renew(str(d["lease_id"])))
+            await answer(req, lambda d: self.renew(text(d, "lease_id")))
 
         async def release(req: MicroRequest) -> None:
             async def work(d: dict[str, Any]) -> dict[str, Any]:
-                await self.release(str(d["lease_id"]))
+                await self.release(text(d, "lease_id"))
                 return {}
 
             await answer(req, work)
@@ -312,7 +328,7 @@ class LicensingService(Service):
     def routes(self, app: FastAPI) -> None:
         admin = self.require_admin()
 
-        @app.get("/v1/license", tags=["license"])
+        @app.get("/v1/license", tags=["license"], responses=problem_responses(503))
         async def license_status() -> dict[str, Any]:
             """Status, tier, seats used/free, expiry, grace remaining, breaker state."""
             doc = self.status()
@@ -322,22 +338,37 @@ class LicensingService(Service):
             doc["holders"] = sorted({lease.holder for lease in leases})
             return doc
 
-        @app.get("/v1/leases", tags=["leases"])
+        @app.get("/v1/leases", tags=["leases"], responses=problem_responses(503))
         async def leases() -> dict[str, Any]:
             held = await self.seats.leases() if self.seats is not None else []
             return {"leases": [lease.as_dict() for lease in held]}
 
-        @app.post("/v1/leases", dependencies=[Depends(admin)], status_code=201, tags=["leases"])
+        @app.post(
+            "/v1/leases",
+            dependencies=[Depends(admin)],
+            status_code=201,
+            tags=["leases"],
+            responses=problem_responses(403, 503),
+        )
         async def grant(body: LeaseRequest) -> dict[str, Any]:
             """Grant one of the license's seats (TTL CHORUS_LICENSE_LEASE_TTL_SECONDS)."""
             return await self.grant(body.holder, body.kind)
 
-        @app.put("/v1/leases/{lease_id}", dependencies=[Depends(admin)], tags=["leases"])
+        @app.put(
+            "/v1/leases/{lease_id}",
+            dependencies=[Depends(admin)],
+            tags=["leases"],
+            responses=problem_responses(403, 404, 409, 503),
+        )
         async def renew(lease_id: str) -> dict[str, Any]:
             return await self.renew(lease_id)
 
         @app.delete(
-            "/v1/leases/{lease_id}", dependencies=[Depends(admin)], status_code=204, tags=["leases"]
+            "/v1/leases/{lease_id}",
+            dependencies=[Depends(admin)],
+            status_code=204,
+            tags=["leases"],
+            responses=problem_responses(404, 409, 503),
         )
         async def release(lease_id: str) -> None:
             await self.release(lease_id)

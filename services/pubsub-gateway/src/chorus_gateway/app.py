@@ -11,21 +11,22 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 from nats.js.errors import NotFoundError as JsNotFoundError
 from pydantic import BaseModel, Field
 
 from chorus_common.bus import EVENTS_STREAM
-from chorus_common.envelopes import Envelope, MessageType, type_schemas
+from chorus_common.envelopes import Envelope, MessageType, envelope_json_schema, type_schemas
 from chorus_common.errors import (
     ChorusError,
     EnvelopeError,
     MalformedEnvelopeError,
     NotFoundError,
     OversizeError,
-    RequestInvalidError,
 )
 from chorus_common.feeds import verify_feed
+from chorus_common.service import problem_responses
 from chorus_common.subjects import validate_filter
 from chorus_gateway.asyncapi import asyncapi_document
 from chorus_gateway.streaming import SlowConsumer, Subscription
@@ -34,10 +35,64 @@ if TYPE_CHECKING:
     from chorus_gateway.service import GatewayService
 
 AGENT_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+#: agent ids end up in subjects and KV keys
+AgentId = PathParam(
+    pattern=AGENT_ID.pattern, description="letters, digits, '_' and '-'", examples=["agent-1"]
+)
 WS_SLOW_CONSUMER = 4008  # application close code: dropped for falling behind
+#: stream sequences are unsigned 64-bit: JetStream refuses anything larger
+MAX_SEQ = 2**64 - 1
+ENVELOPE_REF = {"$ref": "#/components/schemas/Envelope"}
+
+
+class EventStream(StreamingResponse):
+    """Server-sent events, as the OpenAPI document should say."""
+
+    media_type = "text/event-stream"
+
+
+def _document_envelopes(app: FastAPI) -> None:
+    """The envelope schema (and its $defs) as OpenAPI components, for the publish bodies."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = generate()
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            envelope = envelope_json_schema()
+            defs = envelope.pop("$defs", {})
+            envelope.pop("$schema", None)
+            # the same typing as "if type is X then payload is X's model", spelled as one
+            # branch per type: OpenAPI tools (and the fuzzer) generate from oneOf, not if/then
+            envelope["oneOf"] = [
+                {
+                    "properties": {
+                        "type": rule["if"]["properties"]["type"],
+                        "payload": rule["then"]["properties"]["payload"],
+                    }
+                }
+                for rule in envelope.pop("allOf", [])
+            ]
+            moved = json.loads(
+                json.dumps({**defs, "Envelope": envelope}).replace(
+                    '"#/$defs/', '"#/components/schemas/'
+                )
+            )
+            for name, schema in moved.items():
+                schemas.setdefault(name, schema)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class KeyRegistration(BaseModel):
+    model_config = {
+        "json_schema_extra": {
+            "examples": [{"public_key": "IPsJWfMiQUuMyOKYpYwUvLRN26NXp57XYArZPU_EVlk"}]
+        }
+    }
+
     public_key: str = Field(min_length=40, max_length=64, description="Ed25519, URL-safe base64")
 
 
@@ -62,7 +117,19 @@ def install_routes(app: FastAPI, service: GatewayService) -> None:
     )
     admin = service.require_admin()
 
-    @app.post("/v1/envelopes", dependencies=[Depends(can_publish)], tags=["publish"])
+    @app.post(
+        "/v1/envelopes",
+        dependencies=[Depends(can_publish)],
+        tags=["publish"],
+        status_code=201,
+        responses=problem_responses(400, 409, 413, 422, 429, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ENVELOPE_REF}},
+            }
+        },
+    )
     async def publish_one(request: Request) -> JSONResponse:
         """Publish one envelope; answers with its stream sequence or a problem naming what is wrong."""
         item = await _json_body(request, settings.max_message_bytes)
@@ -82,7 +149,33 @@ def install_routes(app: FastAPI, service: GatewayService) -> None:
             )
         return JSONResponse(result.as_dict(), status_code=201)
 
-    @app.post("/v1/envelopes:batch", dependencies=[Depends(can_publish)], tags=["publish"])
+    @app.post(
+        "/v1/envelopes:batch",
+        dependencies=[Depends(can_publish)],
+        tags=["publish"],
+        responses=problem_responses(400, 413, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "anyOf": [
+                                {
+                                    "type": "object",
+                                    "required": ["envelopes"],
+                                    "properties": {
+                                        "envelopes": {"type": "array", "items": ENVELOPE_REF}
+                                    },
+                                },
+                                {"type": "array", "items": ENVELOPE_REF},
+                            ]
+                        }
+                    }
+                },
+            }
+        },
+    )
     async def publish_batch(request: Request) -> dict[str, Any]:
         """Publish up to CHORUS_GATEWAY_BATCH_MAX envelopes; every item gets its own result."""
         body = await _json_body(request, settings.max_message_bytes * 64)
@@ -103,11 +196,19 @@ def install_routes(app: FastAPI, service: GatewayService) -> None:
             "results": [r.as_dict() for r in results],
         }
 
-    @app.get("/v1/stream", tags=["subscribe"])
+    @app.get(
+        "/v1/stream",
+        tags=["subscribe"],
+        response_class=EventStream,
+        responses={
+            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            **problem_responses(400, 503),
+        },
+    )
     async def stream(
         subject: str = Query("chorus.>", description="NATS subject filter"),
         from_seq: int | None = Query(
-            None, ge=1, description="replay CHORUS_EVENTS from this sequence"
+            None, ge=1, le=MAX_SEQ, description="replay CHORUS_EVENTS from this sequence"
         ),
         since: datetime | None = Query(None, description="replay CHORUS_EVENTS from this time"),
     ) -> StreamingResponse:
@@ -144,6 +245,8 @@ def install_routes(app: FastAPI, service: GatewayService) -> None:
         params = ws.query_params
         try:
             from_seq = int(params["from_seq"]) if "from_seq" in params else None
+            if from_seq is not None and not 1 <= from_seq <= MAX_SEQ:
+                raise ValueError(f"from_seq must be between 1 and {MAX_SEQ}")
             since = datetime.fromisoformat(params["since"]) if "since" in params else None
             sub = Subscription(
                 service.bus, params.get("subject", "chorus.>"), settings.gateway_subscriber_queue
@@ -195,10 +298,10 @@ def install_routes(app: FastAPI, service: GatewayService) -> None:
             metrics.subscribers.labels("ws").dec()
             await sub.close()
 
-    @app.get("/v1/messages", tags=["read"])
+    @app.get("/v1/messages", tags=["read"], responses=problem_responses(400, 503))
     async def messages(
         subject: str = Query("chorus.>", description="subject filter inside CHORUS_EVENTS"),
-        from_seq: int = Query(1, ge=1),
+        from_seq: int = Query(1, ge=1, le=MAX_SEQ),
         limit: int = Query(100, ge=1),
     ) -> dict[str, Any]:
         """Read stored envelopes in stream order, from a sequence, up to a limit."""
@@ -223,8 +326,8 @@ def install_routes(app: FastAPI, service: GatewayService) -> None:
         service.gateway_metrics.reads.inc(len(out))
         return {"subject": subject, "messages": out, "next_seq": seq}
 
-    @app.get("/v1/feeds/{agent}/verify", tags=["read"])
-    async def verify(agent: str) -> dict[str, Any]:
+    @app.get("/v1/feeds/{agent}/verify", tags=["read"], responses=problem_responses(404, 503))
+    async def verify(agent: str = AgentId) -> dict[str, Any]:
         """Walk an agent's whole feed in the stream and report gaps, forks and bad signatures."""
         key = await service.directory.require_public_key(agent)
         envelopes: list[Envelope] = []
@@ -263,8 +366,10 @@ def install_routes(app: FastAPI, service: GatewayService) -> None:
         schemas = type_schemas()
         return {"count": len(schemas), "types": list(schemas.values())}
 
-    @app.get("/v1/types/{message_type}", tags=["discover"])
-    async def one_type(message_type: str) -> dict[str, Any]:
+    @app.get("/v1/types/{message_type}", tags=["discover"], responses=problem_responses(404))
+    async def one_type(
+        message_type: str = PathParam(examples=[MessageType.TASK_ANNOUNCEMENT.value]),
+    ) -> dict[str, Any]:
         try:
             return type_schemas()[MessageType(message_type).value]
         except ValueError:
@@ -276,21 +381,23 @@ def install_routes(app: FastAPI, service: GatewayService) -> None:
         return asyncapi_document(service.version, settings.nats_url)
 
     @app.post(
-        "/v1/agents/{agent}/keys", dependencies=[Depends(admin)], tags=["agents"], status_code=201
+        "/v1/agents/{agent}/keys",
+        dependencies=[Depends(admin)],
+        tags=["agents"],
+        status_code=201,
+        responses=problem_responses(409, 503),
     )
-    async def register_key(agent: str, body: KeyRegistration) -> dict[str, Any]:
+    async def register_key(body: KeyRegistration, agent: str = AgentId) -> dict[str, Any]:
         """Register the Ed25519 public key that verifies an agent's feed."""
-        if not AGENT_ID.match(agent):  # agent ids end up in subjects and KV keys
-            raise RequestInvalidError(
-                f"agent id {agent!r} may contain only letters, digits, '_' and '-'"
-            )
         doc = await service.directory.register_key(agent, body.public_key)
         return {"agent": agent, "public_key": doc["public_key"]}
 
-    @app.get("/v1/agents/{agent}", tags=["agents"])
-    async def get_agent(agent: str) -> dict[str, Any]:
+    @app.get("/v1/agents/{agent}", tags=["agents"], responses=problem_responses(404, 503))
+    async def get_agent(agent: str = AgentId) -> dict[str, Any]:
         doc = await service.directory.get(agent)
         if doc is None:
             raise NotFoundError(f"agent {agent!r} is not registered")
         head = await service.directory.feed_head(agent)
         return {**doc, "feed": {"seq": head.state.seq, "head": head.state.head}}
+
+    _document_envelopes(app)

@@ -345,8 +345,10 @@ class Participant:
         event = msg.subject.rsplit(".", 1)[-1]
         try:
             doc = json.loads(msg.data) if msg.data else {}
-        except ValueError:
+        except (ValueError, RecursionError):
             return
+        if not isinstance(doc, dict):
+            return  # every election message is a JSON object; anything else is noise
         now = time.monotonic()
         if event == "candidacy" and doc.get("node") != self.node_id:
             with contextlib.suppress(KeyError, TypeError, ValueError):
@@ -358,11 +360,12 @@ class Participant:
                     bool(doc.get("eligible", True)),
                 )
         elif event == "heartbeat" and doc.get("node") != self.node_id:
+            node, term = doc.get("node"), doc.get("term", 0)
+            if not isinstance(node, str) or not node or type(term) is not int:
+                return  # a heartbeat names its node and its term; no admin "None" from noise
             previous = self.rules.admin
             before = self.rules.state
-            for action in self.rules.on_heartbeat(
-                str(doc.get("node")), int(doc.get("term", 0)), now
-            ):
+            for action in self.rules.on_heartbeat(node, term, now):
                 if isinstance(action, ElectionStarted):
                     self.hooks.on_split_brain()
                     await self._started(action)
