@@ -14,6 +14,7 @@ import contextlib
 import json
 from typing import Any
 
+from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Bus
 from chorus_common.envelopes import Envelope, MessageType
 from chorus_common.errors import ChorusError, ConflictError, NotFoundError, UnavailableError
@@ -73,10 +74,7 @@ class Agent:
         self._task = asyncio.create_task(self._availability_loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _refresh(self) -> None:
         assert self.directory is not None

@@ -26,6 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 from nats.js.errors import NotFoundError
 
 from chorus_common import tracing
+from chorus_common.aio import cancel_and_wait
 from chorus_common.config import ChorusSettings
 from chorus_common.envelopes import Envelope
 from chorus_common.errors import EnvelopeError, UnavailableError
@@ -463,11 +464,8 @@ class Consumer:
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         backoff = 0.05

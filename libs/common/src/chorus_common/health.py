@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from chorus_common.aio import cancel_and_wait
 from chorus_common.metrics import HealthMetrics
 
 CheckFn = Callable[[], Awaitable[str | None]]
@@ -105,10 +106,7 @@ class HealthRegistry:
 
     async def stop(self) -> None:
         self.started = False
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def poke(self) -> None:
         """Run the checks now rather than at the next interval (state just changed)."""

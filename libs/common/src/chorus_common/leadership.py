@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from chorus_common.aio import cancel_and_wait
 from chorus_common.errors import ConflictError
 from chorus_common.topology import BUCKET_ELECTION
 
@@ -145,15 +146,7 @@ class LeaderLease:
 
     async def stop(self, release: bool = True) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            # Python 3.11's asyncio.wait_for (inside every nats-py request) swallows a
-            # cancellation that lands just as its reply arrives; the renewal loop then goes
-            # on and a single cancel() would leave stop() waiting for ever: ask until it ends
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=0.1)
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         if self.is_leader:
             term = self.term or 0
             if release and self._revision is not None:

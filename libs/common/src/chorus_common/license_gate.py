@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Any
 
+from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Bus
 from chorus_common.errors import ForbiddenError
 
@@ -95,10 +96,7 @@ class LicenseGate:
             await asyncio.sleep(wait)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self.lease is not None:
             with contextlib.suppress(Exception):
                 await self._ask("release", {"lease_id": self.lease["lease_id"]})

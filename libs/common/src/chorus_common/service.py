@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chorus_common import tracing
+from chorus_common.aio import cancel_and_wait
 from chorus_common.backbeat import Tracker
 from chorus_common.bus import Bus
 from chorus_common.config import ChorusSettings, load_settings
@@ -254,10 +255,7 @@ class Service:
         await request.respond(json.dumps(self.health_document()).encode())
 
     async def stop(self) -> None:
-        if self._boot is not None and not self._boot.done():
-            self._boot.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._boot
+        await cancel_and_wait(self._boot)
         if self.setup_done.is_set():
             try:
                 await asyncio.wait_for(

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from chorus_backbeat.budgets import AgentWatch, BarTally, OperationBook
 from chorus_backbeat.clock import BeatClock
+from chorus_common.aio import cancel_and_wait
 from chorus_common.backbeat import (
     BAR_LENGTH,
     BarReport,
@@ -116,10 +117,7 @@ class BackbeatService(Service):
         self._tasks.append(asyncio.create_task(self._pulse(), name="pulse"))
 
     async def teardown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -19,6 +19,7 @@ from nats.micro.request import Request as MicroRequest
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, Field
 
+from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Delivery
 from chorus_common.config import ChorusSettings
 from chorus_common.envelopes import Envelope, MessageType, MetaDiscussion
@@ -187,10 +188,7 @@ class CoordinatorService(Service):
         self._tasks.append(asyncio.create_task(self._leader_loop(), name="assignment"))
 
     async def teardown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         await self.lease.stop(release=True)
 
     # -- agents ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from nats.aio.msg import Msg
 
+from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Bus
 from chorus_common.errors import NotFoundError, SubjectError, UnavailableError
 from chorus_common.subjects import dht_rpc_subject
@@ -89,10 +90,7 @@ class DhtNode:
             self._tasks.append(asyncio.create_task(self._repair_loop()))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -20,6 +20,7 @@ from nats.micro.request import Request as MicroRequest
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
+from chorus_common.aio import cancel_and_wait
 from chorus_common.config import ChorusSettings
 from chorus_common.errors import ChorusError, RequestInvalidError, UnavailableError
 from chorus_common.service import MicroHandler, Service, problem_responses
@@ -174,10 +175,7 @@ class LicensingService(Service):
         self._task = asyncio.create_task(self._loop())
 
     async def teardown(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self.upstream is not None:
             await self.upstream.close()
 

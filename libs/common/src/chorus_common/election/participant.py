@@ -21,6 +21,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
+from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Bus
 from chorus_common.election.rules import (
     ElectionRules,
@@ -121,10 +122,7 @@ class Participant:
         self._tasks.append(asyncio.create_task(self._loop(), name="election-loop"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         if self.lease is not None:
             was_admin = self.lease.is_leader
