@@ -59,6 +59,7 @@ class DhtNode:
         alpha: int = 3,
         announce_interval: float = 1.0,
         repair_interval: float = 2.0,
+        repair_batch: int = 500,
         on_rpc: Callable[[str, str], None] = lambda op, r: None,
         on_repair: Callable[[], None] = lambda: None,
     ) -> None:
@@ -70,6 +71,8 @@ class DhtNode:
         self.mode = mode
         self.replication, self.k, self.alpha = replication, k, alpha
         self.announce_interval, self.repair_interval = announce_interval, repair_interval
+        self.repair_batch = repair_batch
+        self._repair_cursor = ""
         self.table = RoutingTable(self.node_id, k)
         self.peers: dict[str, Peer] = {}
         self.on_rpc, self.on_repair = on_rpc, on_repair
@@ -300,10 +303,17 @@ class DhtNode:
                 await self.repair()
 
     async def repair(self) -> int:
-        """Bring every local record back to R copies on the R closest live servers."""
+        """Bring the next batch of local records back to R copies on the R closest live servers.
+
+        Each round takes up to ``repair_batch`` records from where the last one stopped,
+        so a round's work and memory stay bounded however many records a node holds.
+        """
         assert self.storage is not None
         repaired = 0
-        for record in await self.storage.all():
+        records, self._repair_cursor = await self.storage.page(
+            self._repair_cursor, self.repair_batch
+        )
+        for record in records:
             if not intact(record):
                 await self.storage.delete(record["key"])  # a good copy comes back through repair
                 continue

@@ -160,11 +160,11 @@ class DhtService(Service):
         async def storage_check() -> str:
             if self.node.storage is None:
                 return "client mode: no storage"
-            records = await self.node.storage.all()
-            self.m_records.set(len(records))
-            self.m_bytes.set(sum(len(json.dumps(r)) for r in records))
+            count, size = await self.node.storage.stats()  # runs every health interval
+            self.m_records.set(count)
+            self.m_bytes.set(size)
             self.m_routing.set(len(self.node.table))
-            return f"{len(records)} records, {len(self.node.table)} peers"
+            return f"{count} records, {len(self.node.table)} peers"
 
         self.health.add("storage", storage_check, critical=True)
 

@@ -22,6 +22,15 @@ class Storage(Protocol):
     async def get(self, key: str) -> dict[str, Any] | None: ...
     async def delete(self, key: str) -> None: ...
     async def all(self) -> list[dict[str, Any]]: ...
+    async def page(self, cursor: str, limit: int) -> tuple[list[dict[str, Any]], str]:
+        """About ``limit`` live records from ``cursor`` ("" = the start) and the next cursor
+        ("" once the pass is complete): periodic work walks the store in bounded steps."""
+        ...
+
+    async def stats(self) -> tuple[int, int]:
+        """(records, bytes) without loading the records."""
+        ...
+
     async def raw_dump(self) -> bytes: ...
 
 
@@ -81,10 +90,40 @@ class SqliteStorage:
         async with self.db.execute("SELECT body FROM records") as cur:
             return [json.loads(row[0]) for row in await cur.fetchall()]
 
+    async def page(self, cursor: str, limit: int) -> tuple[list[dict[str, Any]], str]:
+        assert self.db is not None
+        now = time.time()
+        if not cursor:  # a new pass: drop what expired since the last one
+            await self.db.execute(
+                "DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at < ?", (now,)
+            )
+            await self.db.commit()
+        async with self.db.execute(
+            "SELECT key, body FROM records WHERE key > ? ORDER BY key LIMIT ?", (cursor, limit)
+        ) as cur:
+            rows = list(await cur.fetchall())
+        records = [r for r in (_live(json.loads(row[1]), now) for row in rows) if r is not None]
+        return records, (rows[-1][0] if len(rows) == limit else "")
+
+    async def stats(self) -> tuple[int, int]:
+        assert self.db is not None
+        async with self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM records"
+        ) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
     async def raw_dump(self) -> bytes:
         return self.path.read_bytes() + b"".join(
             p.read_bytes() for p in self.path.parent.glob(self.path.name + "-*") if p.is_file()
         )
+
+
+#: the byte size of a hash's values, summed inside Redis so the values never travel
+_HASH_BYTES = (
+    "local n = 0 for _, v in ipairs(redis.call('HVALS', KEYS[1])) do n = n + #v end return n"
+)
 
 
 class RedisStorage:
@@ -129,6 +168,25 @@ class RedisStorage:
             else:
                 out.append(record)
         return out
+
+    async def page(self, cursor: str, limit: int) -> tuple[list[dict[str, Any]], str]:
+        assert self.client is not None
+        now = time.time()
+        next_cursor, items = await self.client.hscan(self.hash, int(cursor or 0), count=limit)
+        out = []
+        for key, body in items.items():
+            record = _live(json.loads(body), now)
+            if record is None:
+                await self.client.hdel(self.hash, key)
+            else:
+                out.append(record)
+        return out, (str(next_cursor) if int(next_cursor) else "")
+
+    async def stats(self) -> tuple[int, int]:
+        assert self.client is not None
+        count = await self.client.hlen(self.hash)
+        size = await self.client.eval(_HASH_BYTES, 1, self.hash)
+        return int(count), int(size)
 
     async def raw_dump(self) -> bytes:
         assert self.client is not None
