@@ -66,6 +66,12 @@ def machine() -> dict[str, str]:
     }
 
 
+def machine_section(info: dict[str, str] | None = None) -> list[str]:
+    """The "Machine" section of a report: numbers mean nothing without it."""
+    info = info if info is not None else machine()
+    return ["## Machine", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in info.items())]
+
+
 def commit() -> str:
     result = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
@@ -124,11 +130,7 @@ def render(
         "same run on the same freshly started servers; the ratio is figure / baseline. "
         "The targets are the quality bars of ARCHITECTURE.md §7.",
         "",
-        "## Machine",
-        "",
-        "| | |",
-        "|---|---|",
-        *(f"| {k} | {v} |" for k, v in info.items()),
+        *machine_section(info),
         "",
         "## Targets",
         "",

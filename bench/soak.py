@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench_up import rss_mb
-from run_all import commit, machine
+from run_all import commit, machine_section
 
 from chorus_cli.constellation import Constellation
 from chorus_common.natsserver import free_port
@@ -148,11 +148,7 @@ def write_report(
         f"Flat means growth after warm-up (the first tenth) within "
         f"{FLAT_MB:g} MB or {FLAT_FRACTION:.0%}.",
         "",
-        "## Machine",
-        "",
-        "| | |",
-        "|---|---|",
-        *(f"| {k} | {v} |" for k, v in machine().items()),
+        *machine_section(),
         "",
         "## Load",
         "",

@@ -52,3 +52,25 @@ def test_unknown_bench_name_is_refused_with_the_choices() -> None:
     )
     assert proc.returncode == 2
     assert "unknown bench nope; choose from envelopes" in proc.stderr
+
+
+def test_soak_report_calls_growth_growing_and_noise_flat(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import soak
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    minutes = 10.0
+    times = [i * 30.0 for i in range(21)]
+    samples = {
+        "steady": [(t, 60.0 + (0.3 if i % 2 else 0.0)) for i, t in enumerate(times)],
+        "leaky": [(t, 60.0 + t / 20) for t in times],  # +30 MB over ten minutes
+    }
+    out = tmp_path / "SOAK.md"
+    assert soak.write_report(out, minutes, samples, "load", []) is False
+    report = out.read_text()
+    steady = next(line for line in report.splitlines() if line.startswith("| steady |"))
+    leaky = next(line for line in report.splitlines() if line.startswith("| leaky |"))
+    assert steady.endswith("| flat |") and leaky.endswith("| **growing** |")
+    assert "+180.0" in leaky  # MB per hour, least squares
+    assert soak.write_report(out, minutes, {"steady": samples["steady"]}, "load", []) is True
