@@ -135,11 +135,13 @@ class TaskBoard:
 
         return await self._change(task_id, change)
 
-    async def release_expired(self) -> list[dict[str, Any]]:
-        """Claims whose lease lapsed go back to open."""
+    async def release_expired(
+        self, tasks: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Claims whose lease lapsed go back to open (``tasks``: a board read this round)."""
         released = []
         now = time.time()
-        for doc in await self.all():
+        for doc in tasks if tasks is not None else await self.all():
             if doc["status"] == "claimed" and doc["claim_expires_at"] < now:
 
                 def change(d: dict[str, Any]) -> dict[str, Any]:

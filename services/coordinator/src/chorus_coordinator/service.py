@@ -193,9 +193,10 @@ class CoordinatorService(Service):
 
     # -- agents ------------------------------------------------------------------------------
 
-    async def agents(self) -> list[AgentProfile]:
+    async def agents(self, board: list[dict[str, Any]] | None = None) -> list[AgentProfile]:
+        """Live agents with their load; ``board``: the tasks already read this round."""
         now = time.time()
-        board = await self.board.all()
+        board = board if board is not None else await self.board.all()
         load: dict[str, int] = {}
         done: dict[str, int] = {}
         for t in board:
@@ -234,14 +235,16 @@ class CoordinatorService(Service):
                 )
         return out
 
-    async def candidates(self, task: dict[str, Any]) -> list[dict[str, Any]]:
+    async def candidates(
+        self, task: dict[str, Any], board: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
         needs = TaskNeeds(
             task["id"],
             frozenset(task.get("required_capabilities", [])),
             frozenset(task.get("required_expertise", [])),
             task.get("role"),
         )
-        return [c.as_dict() for c in await self.scorer.score(needs, await self.agents())]
+        return [c.as_dict() for c in await self.scorer.score(needs, await self.agents(board))]
 
     # -- the leader's loop ------------------------------------------------------------------------
 
@@ -256,7 +259,9 @@ class CoordinatorService(Service):
                 if not self.lease.is_leader or self.lease.term is None:
                     continue
                 term = self.lease.term
-                for released in await self.board.release_expired():
+                # one read of the board per round, shared by every step below: re-reading
+                # it per open task made a round cost open x all KV reads
+                for released in await self.board.release_expired(tasks):
                     self.m_expired.inc()
                     await self._say(
                         MessageType.STATUS_UPDATE,
@@ -270,7 +275,7 @@ class CoordinatorService(Service):
                 for task in sorted(
                     (t for t in tasks if t["status"] == "open"), key=lambda t: -t.get("priority", 3)
                 ):
-                    await self._assign(task, term)
+                    await self._assign(task, term, tasks)
                 for session in list(self.sessions.values()):
                     if session.tick(time.time()) == "escalated":
                         await self._escalate(session)
@@ -279,16 +284,19 @@ class CoordinatorService(Service):
             except Exception:  # the bus may be away; the next round tries again
                 continue
 
-    async def _assign(self, task: dict[str, Any], term: int) -> None:
-        cards = [c for c in await self.candidates(task) if c["eligible"]]
+    async def _assign(
+        self, task: dict[str, Any], term: int, board: list[dict[str, Any]] | None = None
+    ) -> None:
+        cards = [c for c in await self.candidates(task, board) if c["eligible"]]
         if not cards:
             return
         best = cards[0]
         self.lease.require_term(term)  # fencing: a demoted leader allocates nothing
         try:
-            await self.board.claim(task["id"], best["agent"], term=term)
+            claimed = await self.board.claim(task["id"], best["agent"], term=term)
         except ConflictError:
             return
+        task.update(claimed)  # the round's board read now counts this load for the next task
         self.m_assigned.inc()
         announced = task["history"][0]["at"] if task.get("history") else time.time()
         self.m_assign_latency.observe(max(0.0, time.time() - announced))
