@@ -127,37 +127,21 @@ class ChaosConstellation:
         fault = Fault(action, target, time.time(), round(seconds, 2))
         self.faults.append(fault)
         server = self._server(target)
-        if server is not None:
-            await self._break_server(server, action, seconds)
-        else:
-            await self._break_service(self.procs[target], action, seconds)
-        return fault
-
-    async def _break_service(self, proc: ServiceProcess, action: str, seconds: float) -> None:
+        victim: NatsServer | ServiceProcess = server if server is not None else self.procs[target]
         if action == "pause":
-            proc.pause()
+            victim.pause()
             await asyncio.sleep(seconds)
-            proc.resume()
-            return
+            victim.resume()
+            return fault
         if action == "kill":
-            await asyncio.to_thread(proc.kill)
-        else:
-            await asyncio.to_thread(proc.terminate, 10.0)
-        await asyncio.sleep(seconds)
-        proc.start()
-
-    async def _break_server(self, server: NatsServer, action: str, seconds: float) -> None:
-        if action == "pause":
-            server.pause()
-            await asyncio.sleep(seconds)
-            server.resume()
-            return
-        if action == "kill":
-            await asyncio.to_thread(server.kill)
-        else:
+            await asyncio.to_thread(victim.kill)
+        elif server is not None:
             await asyncio.to_thread(server.stop)
+        else:
+            await asyncio.to_thread(self.procs[target].terminate, 10.0)
         await asyncio.sleep(seconds)
-        await asyncio.to_thread(server.start)
+        await asyncio.to_thread(victim.start)
+        return fault
 
     async def heal(self, timeout: float = 60.0) -> None:
         """Everything running and ready again, as after an operator's recovery."""
