@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -21,9 +22,23 @@ def _event(kind: str, **fields: Any) -> dict[str, Any]:
     return {"event": kind, "at": time.time(), **fields}
 
 
+Wrote = Callable[[dict[str, Any], int], None]
+
+
 class TaskBoard:
-    def __init__(self, kv: KeyValue, claim_ttl: float) -> None:
+    def __init__(self, kv: KeyValue, claim_ttl: float, wrote: Wrote | None = None) -> None:
+        """``wrote(doc, revision)`` hears of every successful write (the live view)."""
         self.kv, self.claim_ttl = kv, claim_ttl
+        self._wrote: Wrote = wrote or (lambda doc, revision: None)
+
+    async def _put(self, doc: dict[str, Any], last: int | None) -> None:
+        """Create (``last`` None) or compare-and-set the task's key."""
+        key, data = f"task.{doc['id']}", json.dumps(doc).encode()
+        if last is None:
+            revision = await self.kv.create(key, data)
+        else:
+            revision = await self.kv.update(key, data, last=last)
+        self._wrote(doc, revision)
 
     async def get(self, task_id: str) -> tuple[dict[str, Any], int]:
         try:
@@ -57,7 +72,7 @@ class TaskBoard:
             "history": [_event("announced")],
         }
         try:
-            await self.kv.create(f"task.{task['id']}", json.dumps(doc).encode())
+            await self._put(doc, None)
         except Exception as exc:
             if "wrong last sequence" in str(exc).lower() or isinstance(
                 exc, KeyWrongLastSequenceError
@@ -71,7 +86,7 @@ class TaskBoard:
             doc, revision = await self.get(task_id)
             doc = change(doc)
             try:
-                await self.kv.update(f"task.{task_id}", json.dumps(doc).encode(), last=revision)
+                await self._put(doc, revision)
                 return doc
             except KeyWrongLastSequenceError:
                 continue
@@ -100,7 +115,7 @@ class TaskBoard:
         )
         doc["history"].append(_event("allocated" if term else "claimed", agent=agent, term=term))
         try:
-            await self.kv.update(f"task.{task_id}", json.dumps(doc).encode(), last=revision)
+            await self._put(doc, revision)
         except KeyWrongLastSequenceError:
             current, _ = await self.get(task_id)
             raise ConflictError(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import re
 import secrets
 import time
+from collections import deque
 from typing import Any
 
+import httpx
 import nats.errors
 from fastapi import Depends, FastAPI
 from fastapi import Path as PathParam
@@ -35,6 +38,7 @@ from chorus_common.metrics import LATENCY_BUCKETS
 from chorus_common.service import MicroHandler, Service, problem_responses
 from chorus_common.topology import BUCKET_REGISTRY, BUCKET_TASKS
 from chorus_coordinator.board import TaskBoard
+from chorus_coordinator.board_view import BoardView
 from chorus_coordinator.rules import BUILTIN_RULES, Dependency, TaskView, detect, parse_custom_rules
 from chorus_coordinator.scoring import AgentProfile, HeuristicScorer, LlmScorer, Scorer, TaskNeeds
 from chorus_coordinator.sessions import Message, Session
@@ -50,6 +54,16 @@ class CoordinatorSettings(ChorusSettings):
     coordinator_custom_rules: str = ""
     coordinator_llm_url: str | None = None
     coordinator_llm_model: str = "gpt-4o-mini"
+    #: closed sessions, and any older than the max age, are dropped every sweep
+    coordinator_session_sweep_seconds: float = Field(default=600.0, gt=0)
+    coordinator_session_max_age_seconds: float = Field(default=7200.0, gt=0)
+    #: every escalation is also POSTed here as JSON (a chat or paging hook)
+    coordinator_escalation_webhook: str | None = None
+
+
+#: how many recent dependency detections GET /v1/dependencies keeps
+DEPENDENCY_HISTORY = 1000
+log = logging.getLogger("chorus.coordinator")
 
 
 #: task ids end up in KV keys and subjects: letters, digits, '_' and '-'
@@ -147,6 +161,12 @@ class CoordinatorService(Service):
         self.m_escalations = Counter(
             "chorus_coordination_escalations_total", "Escalations to humans", registry=r
         )
+        self.m_webhook = Counter(
+            "chorus_coordination_webhook_posts_total",
+            "Escalations POSTed to the configured webhook, by outcome",
+            ["outcome"],
+            registry=r,
+        )
         self.m_rules = Counter(
             "chorus_coordination_rule_matches_total",
             "Dependency rule matches",
@@ -160,6 +180,8 @@ class CoordinatorService(Service):
             self.m_tasks.labels(status)
         for outcome in ("resolved", "escalated"):
             self.m_sessions.labels(outcome)
+        for outcome in ("delivered", "failed"):
+            self.m_webhook.labels(outcome)
         self.rules = BUILTIN_RULES + parse_custom_rules(s.coordinator_custom_rules)
         for rule in self.rules:
             self.m_rules.labels(rule.name)
@@ -169,14 +191,16 @@ class CoordinatorService(Service):
             else HeuristicScorer()
         )
         self.sessions: dict[str, Session] = {}
-        self.dependencies: list[Dependency] = []
+        self.dependencies: deque[Dependency] = deque(maxlen=DEPENDENCY_HISTORY)
         self._tasks: list[asyncio.Task[None]] = []
+        self._posts: set[asyncio.Task[None]] = set()
 
     async def setup(self) -> None:
         s = self.settings
-        self.board = TaskBoard(
-            await self.bus.js.key_value(BUCKET_TASKS), s.coordinator_claim_ttl_seconds
-        )
+        tasks_kv = await self.bus.js.key_value(BUCKET_TASKS)
+        self.view = BoardView(tasks_kv)
+        self.board = TaskBoard(tasks_kv, s.coordinator_claim_ttl_seconds, wrote=self.view.wrote)
+        await self.view.start()
         self.registry = await self.bus.js.key_value(BUCKET_REGISTRY)
         self.lease = await LeaderLease.open(
             self.bus.js, "coordinator", s.node_id, ttl=s.coordinator_lease_ttl_seconds
@@ -186,29 +210,26 @@ class CoordinatorService(Service):
             "chorus.hmmm.>", f"coordinator-{s.node_id}", self._on_hmmm, deliver_new_only=True
         )
         self._tasks.append(asyncio.create_task(self._leader_loop(), name="assignment"))
+        self._tasks.append(asyncio.create_task(self._sweep_loop(), name="session-sweep"))
 
     async def teardown(self) -> None:
         await cancel_and_wait(self._tasks)
+        if self._posts:  # escalations already decided still reach the webhook
+            await asyncio.wait(self._posts, timeout=5)
+        await cancel_and_wait(self._posts)
         await self.lease.stop(release=True)
+        await self.view.stop()
 
     # -- agents ------------------------------------------------------------------------------
 
-    async def agents(self, board: list[dict[str, Any]] | None = None) -> list[AgentProfile]:
-        """Live agents with their load; ``board``: the tasks already read this round."""
+    async def live_agents(self) -> list[dict[str, Any]]:
+        """Registry entries of agents that can be auto-assigned now (read once per round)."""
         now = time.time()
-        board = board if board is not None else await self.board.all()
-        load: dict[str, int] = {}
-        done: dict[str, int] = {}
-        for t in board:
-            if t["status"] == "claimed" and t["assignee"]:
-                load[t["assignee"]] = load.get(t["assignee"], 0) + 1
-            if t["status"] == "completed" and t["assignee"]:
-                done[t["assignee"]] = done.get(t["assignee"], 0) + 1
-        out = []
         try:
             keys = await self.registry.keys()
         except Exception:
             return []
+        out = []
         for key in keys:
             if not key.startswith("agent."):
                 continue
@@ -220,31 +241,42 @@ class CoordinatorService(Service):
                     > self.settings.coordinator_agent_ttl_seconds
                 ):
                     continue  # humans are not auto-assigned; silent agents have left
-                agent = doc["agent"]
-                out.append(
-                    AgentProfile(
-                        agent=agent,
-                        capabilities=frozenset(doc.get("capabilities", [])),
-                        expertise=frozenset(doc.get("expertise", [])),
-                        roles=frozenset(doc.get("roles", [])),
-                        current_tasks=load.get(agent, 0),
-                        max_tasks=int(doc.get("max_tasks", 1)),
-                        status=str(doc.get("availability", "ready")),
-                        completed=done.get(agent, 0),
-                    )
-                )
+                out.append(doc)
         return out
 
+    def profiles(self, live: list[dict[str, Any]]) -> list[AgentProfile]:
+        """Registry entries with load and track record from the board view as it is now."""
+        load = self.view.load()
+        return [
+            AgentProfile(
+                agent=doc["agent"],
+                capabilities=frozenset(doc.get("capabilities", [])),
+                expertise=frozenset(doc.get("expertise", [])),
+                roles=frozenset(doc.get("roles", [])),
+                current_tasks=load.get(doc["agent"], 0),
+                max_tasks=int(doc.get("max_tasks", 1)),
+                status=str(doc.get("availability", "ready")),
+                completed=self.view.completed_by(doc["agent"]),
+                failed=self.view.failed_by(doc["agent"]),
+            )
+            for doc in live
+        ]
+
+    async def agents(self) -> list[AgentProfile]:
+        return self.profiles(await self.live_agents())
+
     async def candidates(
-        self, task: dict[str, Any], board: list[dict[str, Any]] | None = None
+        self, task: dict[str, Any], live: list[dict[str, Any]] | None = None
     ) -> list[dict[str, Any]]:
+        """Scored agents for ``task``; ``live``: this round's registry read, if there is one."""
         needs = TaskNeeds(
             task["id"],
             frozenset(task.get("required_capabilities", [])),
             frozenset(task.get("required_expertise", [])),
             task.get("role"),
         )
-        return [c.as_dict() for c in await self.scorer.score(needs, await self.agents(board))]
+        agents = self.profiles(live if live is not None else await self.live_agents())
+        return [c.as_dict() for c in await self.scorer.score(needs, agents)]
 
     # -- the leader's loop ------------------------------------------------------------------------
 
@@ -253,14 +285,15 @@ class CoordinatorService(Service):
             await asyncio.sleep(self.settings.coordinator_assign_interval_seconds)
             self.m_leader.set(1 if self.lease.is_leader else 0)
             try:
-                tasks = await self.board.all()
-                for status in ("open", "claimed", "completed"):
-                    self.m_tasks.labels(status).set(sum(1 for t in tasks if t["status"] == status))
+                await self.view.check_fresh()
+                for status, count in self.view.counts().items():
+                    self.m_tasks.labels(status).set(count)
                 if not self.lease.is_leader or self.lease.term is None:
                     continue
                 term = self.lease.term
-                # one read of the board per round, shared by every step below: re-reading
-                # it per open task made a round cost open x all KV reads
+                # the round works from the live view (open and claimed tasks only) and one
+                # registry read; each claim it makes shows in the view's load at once
+                tasks = self.view.tasks()
                 for released in await self.board.release_expired(tasks):
                     self.m_expired.inc()
                     await self._say(
@@ -272,10 +305,11 @@ class CoordinatorService(Service):
                             "task_id": released["id"],
                         },
                     )
+                live = await self.live_agents()
                 for task in sorted(
                     (t for t in tasks if t["status"] == "open"), key=lambda t: -t.get("priority", 3)
                 ):
-                    await self._assign(task, term, tasks)
+                    await self._assign(task, term, live)
                 for session in list(self.sessions.values()):
                     if session.tick(time.time()) == "escalated":
                         await self._escalate(session)
@@ -284,10 +318,8 @@ class CoordinatorService(Service):
             except Exception:  # the bus may be away; the next round tries again
                 continue
 
-    async def _assign(
-        self, task: dict[str, Any], term: int, board: list[dict[str, Any]] | None = None
-    ) -> None:
-        cards = [c for c in await self.candidates(task, board) if c["eligible"]]
+    async def _assign(self, task: dict[str, Any], term: int, live: list[dict[str, Any]]) -> None:
+        cards = [c for c in await self.candidates(task, live) if c["eligible"]]
         if not cards:
             return
         best = cards[0]
@@ -296,9 +328,8 @@ class CoordinatorService(Service):
             claimed = await self.board.claim(task["id"], best["agent"], term=term)
         except ConflictError:
             return
-        task.update(claimed)  # the round's board read now counts this load for the next task
         self.m_assigned.inc()
-        announced = task["history"][0]["at"] if task.get("history") else time.time()
+        announced = claimed["history"][0]["at"] if claimed.get("history") else time.time()
         self.m_assign_latency.observe(max(0.0, time.time() - announced))
         await self._say(
             MessageType.WORK_ALLOCATION,
@@ -359,7 +390,7 @@ class CoordinatorService(Service):
                 t.get("description", ""),
                 tuple(t.get("labels", [])),
             )
-            for t in await self.board.all()
+            for t in self.view.tasks()  # open and claimed: finished work needs no coordinating
             if t["id"] != task.id
         ]
         for dep in detect(new, known, self.rules):
@@ -453,18 +484,47 @@ class CoordinatorService(Service):
     async def _escalate(self, session: Session) -> None:
         self.m_sessions.labels("escalated").inc()
         self.m_escalations.inc()
-        await self._say(
-            MessageType.ESCALATION_TRIGGER,
-            {
-                "thread": session.session_id,
-                "reason": session.outcome_reason,
-                "participants": session.participants,
-                "rounds": len(session.transcript),
-                "requested_human_role": "maintainer",
-                "session_id": session.session_id,
-            },
-            thread=session.session_id,
-        )
+        payload = {
+            "thread": session.session_id,
+            "reason": session.outcome_reason,
+            "participants": session.participants,
+            "rounds": len(session.transcript),
+            "requested_human_role": "maintainer",
+            "session_id": session.session_id,
+        }
+        await self._say(MessageType.ESCALATION_TRIGGER, payload, thread=session.session_id)
+        if self.settings.coordinator_escalation_webhook:
+            post = asyncio.create_task(self._post_webhook(payload), name="escalation-webhook")
+            self._posts.add(post)
+            post.add_done_callback(self._posts.discard)
+
+    async def _post_webhook(self, payload: dict[str, Any]) -> None:
+        """Tell the configured hook; a slow or failing hook never holds up coordination."""
+        url = self.settings.coordinator_escalation_webhook
+        assert url is not None
+        body = {"event": "escalation_trigger", "node_id": self.settings.node_id, **payload}
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                resp = await client.post(url, json=body)
+                resp.raise_for_status()
+        except httpx.HTTPError as exc:
+            self.m_webhook.labels("failed").inc()
+            log.warning("escalation webhook %s failed: %s", url, exc)
+        else:
+            self.m_webhook.labels("delivered").inc()
+
+    async def _sweep_loop(self) -> None:
+        """Closed sessions, and sessions past their max age, leave memory (SPEC.md §10)."""
+        while True:
+            await asyncio.sleep(self.settings.coordinator_session_sweep_seconds)
+            self.sweep_sessions(time.time())
+
+    def sweep_sessions(self, now: float) -> int:
+        max_age = self.settings.coordinator_session_max_age_seconds
+        gone = [k for k, v in self.sessions.items() if v.sweepable(now, max_age)]
+        for key in gone:
+            del self.sessions[key]
+        return len(gone)
 
     # -- NATS micro: what agents call ---------------------------------------------------------
 
