@@ -54,7 +54,9 @@ def test_unknown_bench_name_is_refused_with_the_choices() -> None:
     assert "unknown bench nope; choose from envelopes" in proc.stderr
 
 
-def test_soak_report_calls_growth_growing_and_noise_flat(tmp_path: Path) -> None:
+def test_soak_report_calls_growth_growing_a_filled_cache_levelled_and_noise_flat(
+    tmp_path: Path,
+) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     try:
         import soak
@@ -65,12 +67,20 @@ def test_soak_report_calls_growth_growing_and_noise_flat(tmp_path: Path) -> None
     samples = {
         "steady": [(t, 60.0 + (0.3 if i % 2 else 0.0)) for i, t in enumerate(times)],
         "leaky": [(t, 60.0 + t / 20) for t in times],  # +30 MB over ten minutes
+        # a bounded cache: +8 MB over the first half, then nothing
+        "cache": [(t, 60.0 + min(t, 300.0) / 37.5) for t in times],
+        "nats-server": [(t, 20.0 + t / 10) for t in times],
     }
     out = tmp_path / "SOAK.md"
     assert soak.write_report(out, minutes, samples, "load", []) is False
     report = out.read_text()
     steady = next(line for line in report.splitlines() if line.startswith("| steady |"))
     leaky = next(line for line in report.splitlines() if line.startswith("| leaky |"))
+    cache = next(line for line in report.splitlines() if line.startswith("| cache |"))
+    broker = [line for line in report.splitlines() if line.startswith("| nats-server |")][-1]
     assert steady.endswith("| flat |") and leaky.endswith("| **growing** |")
+    assert cache.endswith("| levelled off |")
+    assert broker.endswith("| **growing** (broker: not judged) |")
     assert "+180.0" in leaky  # MB per hour, least squares
-    assert soak.write_report(out, minutes, {"steady": samples["steady"]}, "load", []) is True
+    judged = {k: samples[k] for k in ("steady", "cache", "nats-server")}
+    assert soak.write_report(out, minutes, judged, "load", []) is True
