@@ -10,6 +10,9 @@ stream on the same freshly started nats-server:
   typed pull subscriber (logging off, so it is not charged for log lines);
 - ``chorus_common`` uses ``Bus.publish_many`` and ``Bus.subscribe`` (routing,
   Nats-Msg-Id, traceparent, metrics, typed decode, ack-after-handler).
+  ``publish_many`` sends JetStream atomic batches (one fsync and one ack per
+  batch of up to 1000, as durable as an ack per message); the other two sides
+  publish the way their documentation shows, with an ack per message.
 
 Rounds alternate so drift on a noisy machine hits every side; the report is the
 median of each and the ratios.

@@ -13,6 +13,7 @@ from chorus_common.envelopes.samples import SAMPLE_PAYLOADS
 from chorus_common.errors import UnavailableError
 from chorus_common.metrics import BusMetrics
 from chorus_common.natsserver import NatsServer
+from chorus_common.subjects import msg_id, routes
 from chorus_common.testing import wait_until
 
 
@@ -128,6 +129,28 @@ async def test_traceparent_header_travels_with_the_envelope(bus_client: Bus) -> 
     assert headers["traceparent"].startswith("00-")
 
 
+async def test_a_handler_publishing_onwards_stays_in_the_senders_trace(bus_client: Bus) -> None:
+    """REST → NATS → service → NATS keeps one trace id (the hop a trace is for)."""
+    first = sample(MessageType.TASK_CLAIM)
+    reply = sample(MessageType.TASK_PROGRESS)
+    seen: dict[str, str] = {}
+
+    async def relay(env: Envelope, delivery: Delivery) -> None:
+        seen["in"] = delivery.headers["traceparent"]
+        await bus_client.publish(reply)
+
+    async def watch(env: Envelope, delivery: Delivery) -> None:
+        seen["out"] = delivery.headers["traceparent"]
+
+    await bus_client.subscribe("chorus.coord.task_claim", "relay", relay)
+    await bus_client.subscribe("chorus.coord.task_progress", "after-relay", watch)
+    await bus_client.publish(first)
+    await wait_until(lambda: "out" in seen, timeout=10, message="relayed envelope")
+    trace_id = seen["in"].split("-")[1]
+    assert seen["out"].split("-")[1] == trace_id and int(trace_id, 16) != 0
+    assert seen["out"] != seen["in"]  # same trace, the relay's own publish span
+
+
 async def test_acknowledged_envelopes_survive_sigkill_of_nats(nats_server: NatsServer) -> None:
     bus = Bus(ChorusSettings(nats_url=nats_server.url), "durability")
     await bus.connect(timeout=10)
@@ -195,5 +218,96 @@ async def test_a_late_pong_does_not_kill_the_connection(nats_server: NatsServer)
         reply = await bus.nc.request("late.pong", b"ping", timeout=5)
         assert reply.data == b"pong"
         assert await bus.rtt(timeout=5) < 5
+    finally:
+        await bus.close()
+
+
+def batch_counts(registry: CollectorRegistry) -> dict[str, float]:
+    return {
+        outcome: registry.get_sample_value("chorus_bus_publish_batches_total", {"outcome": outcome})
+        or 0.0
+        for outcome in ("committed", "resent")
+    }
+
+
+async def test_publish_many_commits_atomic_batches_with_an_ack_per_envelope(
+    nats_url: str,
+) -> None:
+    metrics = BusMetrics(registry := CollectorRegistry())
+    settings = ChorusSettings(nats_url=nats_url, max_message_bytes=4096)
+    bus = Bus(settings, "batcher", metrics=metrics)
+    await bus.connect()
+    try:
+        # 2,300 envelopes of two or three routes each: batches of at most 1,000 messages
+        envs = [
+            sample(MessageType.TASK_CLAIM)
+            if n % 3
+            else sample(MessageType.TASK_HELP_REQUEST, to_roles=["backend"])
+            for n in range(2300)
+        ]
+        too_big = Envelope(
+            type=MessageType.META_DISCUSSION,
+            sender="agent-1",
+            thread="th-1",
+            payload={"content": "x" * 5000},
+        )
+        results = await bus.publish_many([*envs[:1000], too_big, *envs[1000:]])
+        assert isinstance(results[1000], Exception)  # one bad envelope, the rest unaffected
+        acks = results[:1000] + results[1001:]
+        assert not any(isinstance(r, Exception) for r in acks)
+        n_batches = batch_counts(registry)["committed"]
+        assert n_batches >= 5 and batch_counts(registry)["resent"] == 0
+        # every ack names the stream sequence that really holds that envelope's route
+        for env, env_acks in zip(envs, acks, strict=True):
+            assert not isinstance(env_acks, Exception)
+            assert len(env_acks) == len(routes(env))
+            for route, ack in enumerate(env_acks):
+                stored = await bus.js.get_msg("CHORUS_EVENTS", ack.seq)
+                assert stored.headers is not None
+                assert stored.headers["Nats-Msg-Id"] == msg_id(env, route)
+                assert stored.subject == routes(env)[route]
+        info = await bus.js.stream_info("CHORUS_EVENTS")
+        assert info.state.messages == sum(len(routes(e)) for e in envs)
+
+        # a retry of the same envelopes: each batch is refused as holding stored ids and
+        # resent message by message, where de-duplication answers with the first sequence
+        again = await bus.publish_many(envs)
+        assert batch_counts(registry) == {"committed": n_batches, "resent": n_batches}
+        for first, second in zip(acks, again, strict=True):
+            assert not isinstance(first, Exception) and not isinstance(second, Exception)
+            assert [a.seq for a in second] == [a.seq for a in first]
+            assert all(a.duplicate for a in second)
+        assert (await bus.js.stream_info("CHORUS_EVENTS")).state.messages == info.state.messages
+    finally:
+        await bus.close()
+
+
+async def test_publish_many_falls_back_on_a_stream_without_atomic_batches(
+    nats_url: str,
+) -> None:
+    """A stream made by an older CHORUS (or nats-server) still takes every envelope."""
+    from nats.js.api import StreamConfig
+
+    from chorus_common.subjects import STREAM_EVENTS_SUBJECTS
+
+    raw = await nats.connect(nats_url)
+    await raw.jetstream().add_stream(
+        StreamConfig(name="CHORUS_EVENTS", subjects=list(STREAM_EVENTS_SUBJECTS))
+    )
+    await raw.close()
+    metrics = BusMetrics(registry := CollectorRegistry())
+    bus = Bus(ChorusSettings(nats_url=nats_url), "old-stream", metrics=metrics)
+    await bus.connect(declare=False)
+    try:
+        envs = [sample(MessageType.TASK_CLAIM) for _ in range(50)]
+        results = await bus.publish_many(envs)
+        assert all(not isinstance(r, Exception) and not r[0].duplicate for r in results)
+        assert batch_counts(registry) == {"committed": 0, "resent": 1}
+        more = await bus.publish_many([sample(MessageType.TASK_CLAIM) for _ in range(50)])
+        assert all(not isinstance(r, Exception) for r in more)
+        assert batch_counts(registry) == {"committed": 0, "resent": 1}  # no second attempt
+        assert (await bus.js.stream_info("CHORUS_EVENTS")).state.messages == 100 * len(
+            routes(envs[0])
+        )
     finally:
         await bus.close()

@@ -1,5 +1,6 @@
 """The bus on a real 3-node NATS JetStream cluster: R3 streams survive a node's SIGKILL."""
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,3 +81,38 @@ async def _replica_current(bus: Bus) -> bool:
     info = await bus.js.stream_info("CHORUS_EVENTS")
     replicas = info.cluster.replicas if info.cluster and info.cluster.replicas else []
     return len(replicas) == 2 and all(r.current for r in replicas)
+
+
+@pytest.mark.slow
+async def test_batched_publish_many_loses_nothing_when_a_node_dies_mid_batch(
+    cluster: NatsCluster,
+) -> None:
+    """Atomic batches on R3: a node SIGKILLed while batches fly; retries store each once."""
+    bus = await _connect(cluster.url)
+    try:
+        sent = [claim() for _ in range(3000)]
+        first = asyncio.create_task(bus.publish_many(sent, timeout=5))
+        await asyncio.sleep(0.05)
+        cluster.servers[0].kill()  # the node this client is connected to
+        results = await first
+        missing = [e for e, r in zip(sent, results, strict=True) if isinstance(r, Exception)]
+
+        async def retry() -> bool:
+            nonlocal missing
+            again = await bus.publish_many(missing, timeout=5)
+            missing = [e for e, r in zip(missing, again, strict=True) if isinstance(r, Exception)]
+            return not missing
+
+        await wait_until(retry, timeout=60, interval=0.5, message="every envelope acknowledged")
+        seqs: set[int] = set()
+        got: list[str] = []
+
+        async def handle(env: Envelope, delivery: Delivery) -> None:
+            got.append(env.id)
+            seqs.add(delivery.stream_seq)
+
+        await bus.subscribe("chorus.coord.task_claim", "batch-survivor", handle, batch=256)
+        await wait_until(lambda: len(got) >= len(sent), timeout=60, message="all read back")
+        assert sorted(got) == sorted(e.id for e in sent)  # each exactly once
+    finally:
+        await bus.close()

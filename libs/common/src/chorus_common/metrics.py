@@ -73,6 +73,14 @@ class BusMetrics:
             ["type"],
             registry=registry,
         )
+        self.batches = Counter(
+            "chorus_bus_publish_batches_total",
+            "Atomic JetStream batches of publish_many: committed, or resent message by message",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("committed", "resent"):
+            self.batches.labels(outcome)
         self.publish_latency = Histogram(
             "chorus_bus_publish_latency_seconds",
             "Time from publish to JetStream acknowledgement",

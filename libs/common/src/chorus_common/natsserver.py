@@ -38,6 +38,23 @@ def nats_server_binary() -> str:
     )
 
 
+def wait_stopped(pid: int, timeout: float = 5.0) -> bool:
+    """Wait until SIGSTOP has really stopped ``pid`` (signal delivery is asynchronous:
+    a busy process may answer one more request after ``kill`` returns, which made a
+    pause test flaky under load). False if it did not stop in time or is not Linux."""
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        if state in ("T", "t"):
+            return True
+        time.sleep(0.001)
+    return False
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -184,6 +201,8 @@ class NatsServer:
 
     def pause(self) -> None:
         self._signal(signal.SIGSTOP)
+        if self.proc is not None:
+            wait_stopped(self.proc.pid)
 
     def resume(self) -> None:
         self._signal(signal.SIGCONT)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from chorus_common.natsserver import wait_stopped
+
 #: service name → python module; the order is the start order of `chorus up`.
 SERVICE_MODULES: dict[str, str] = {
     "licensing": "chorus_licensing",
@@ -143,6 +145,8 @@ class ServiceProcess:
 
     def pause(self) -> None:
         self.signal(signal.SIGSTOP)
+        if self.proc is not None:
+            wait_stopped(self.proc.pid)
 
     def resume(self) -> None:
         self.signal(signal.SIGCONT)

@@ -91,6 +91,7 @@ def _stream_config(spec: StreamSpec, replicas: int) -> StreamConfig:
         max_bytes=spec.max_bytes,
         duplicate_window=spec.duplicate_window,
         num_replicas=replicas,
+        allow_atomic=True,  # Bus.publish_many commits many envelopes with one fsync and ack
     )
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+import contextlib
+import functools
+from collections.abc import Iterator, Mapping, MutableMapping
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -15,11 +18,12 @@ from opentelemetry.sdk.trace.export import (
 )
 
 _configured = False
+_recording = False  # spans of consumed messages are recorded only when they are exported
 
 
 def configure_tracing(service_name: str, exporter: str = "none") -> None:
     """Install a tracer provider once per process; spans are exported only if asked."""
-    global _configured
+    global _configured, _recording
     if _configured:
         return
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
@@ -32,10 +36,16 @@ def configure_tracing(service_name: str, exporter: str = "none") -> None:
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    _configured = True
+    _configured, _recording = True, exporter != "none"
 
 
+@functools.cache
 def tracer(name: str = "chorus") -> trace.Tracer:
+    """One tracer per name (looking it up cost a fifth of consuming an envelope).
+
+    A tracer taken before :func:`configure_tracing` is OpenTelemetry's proxy, which
+    follows the provider installed later, so caching it is safe.
+    """
     return trace.get_tracer(name)
 
 
@@ -44,5 +54,32 @@ def inject(headers: MutableMapping[str, str], context: Context | None = None) ->
     propagate.inject(headers, context=context)
 
 
+_EMPTY = Context()
+
+
 def extract(headers: Mapping[str, str] | None) -> Context:
-    return propagate.extract(headers or {})
+    """The caller's trace context; a message without ``traceparent`` starts a new trace."""
+    if not headers or "traceparent" not in headers:
+        return _EMPTY
+    return propagate.extract(headers)
+
+
+@contextlib.contextmanager
+def continue_trace(name: str, headers: Mapping[str, str] | None) -> Iterator[None]:
+    """Run the body inside the sender's trace, so what it publishes stays in that trace.
+
+    With an exporter, the body gets a span of its own. Without one, nobody would see
+    that span: the sender's context is made current instead, which keeps the trace id
+    flowing to the next hop for a fraction of the cost (a span per consumed envelope
+    was a sixth of consuming it).
+    """
+    ctx = extract(headers)
+    if _recording:
+        with tracer().start_as_current_span(name, context=ctx):
+            yield
+        return
+    token = otel_context.attach(ctx)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
