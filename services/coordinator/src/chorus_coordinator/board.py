@@ -16,6 +16,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from chorus_common.errors import ConflictError, NotFoundError
+from chorus_common.kvscan import scan
 
 
 def _event(kind: str, **fields: Any) -> dict[str, Any]:
@@ -49,18 +50,12 @@ class TaskBoard:
         return json.loads(entry.value), entry.revision
 
     async def all(self) -> list[dict[str, Any]]:
+        """Every task, finished ones included (the REST listing; the loop uses the view)."""
         try:
-            keys = await self.kv.keys()
+            values = await scan(self.kv, "task.>")
         except Exception:
             return []
-        out = []
-        for key in keys:
-            if key.startswith("task."):
-                try:
-                    out.append((await self.get(key.removeprefix("task.")))[0])
-                except NotFoundError:
-                    continue
-        return out
+        return [json.loads(v) for v in values.values()]
 
     async def announce(self, task: dict[str, Any]) -> dict[str, Any]:
         doc = {

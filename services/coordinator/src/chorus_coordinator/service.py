@@ -17,7 +17,6 @@ import httpx
 import nats.errors
 from fastapi import Depends, FastAPI
 from fastapi import Path as PathParam
-from nats.js.errors import KeyNotFoundError
 from nats.micro.request import Request as MicroRequest
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, Field
@@ -33,6 +32,7 @@ from chorus_common.errors import (
     RequestInvalidError,
     UnavailableError,
 )
+from chorus_common.kvscan import scan
 from chorus_common.leadership import LeaderLease
 from chorus_common.metrics import LATENCY_BUCKETS
 from chorus_common.service import MicroHandler, Service, problem_responses
@@ -226,17 +226,17 @@ class CoordinatorService(Service):
         """Registry entries of agents that can be auto-assigned now (read once per round)."""
         now = time.time()
         try:
-            keys = await self.registry.keys()
+            values = await scan(self.registry, "agent.>")
         except Exception:
             return []
         out = []
-        for key in keys:
-            if not key.startswith("agent."):
-                continue
-            with contextlib.suppress(KeyNotFoundError):
-                doc = json.loads((await self.registry.get(key)).value or b"{}")
+        for value in values.values():
+            with contextlib.suppress(ValueError):
+                doc = json.loads(value)
                 if (
-                    doc.get("kind") == "human"
+                    not isinstance(doc, dict)
+                    or "agent" not in doc
+                    or doc.get("kind") == "human"
                     or now - float(doc.get("updated_at", 0))
                     > self.settings.coordinator_agent_ttl_seconds
                 ):

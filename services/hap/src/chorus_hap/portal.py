@@ -33,6 +33,7 @@ from chorus_common.errors import (
     UnavailableError,
 )
 from chorus_common.feeds import FeedState, FeedWriter
+from chorus_common.kvscan import scan
 from chorus_common.registry import AgentDirectory
 from chorus_common.sealed import RoleKeyPair
 from chorus_common.shhh import Finding, Redactor
@@ -351,18 +352,15 @@ class Portal:
 
     async def peers(self) -> list[dict[str, Any]]:
         kv = await self.bus.js.key_value(BUCKET_REGISTRY)
-        out = []
         try:
-            keys = await kv.keys()
-        except Exception:  # no keys yet
-            return []
-        for key in keys:
-            if not key.startswith("agent."):
-                continue
-            with contextlib.suppress(KeyNotFoundError):
-                entry = await kv.get(key)
-                if entry.value:
-                    doc = json.loads(entry.value)
+            values = await scan(kv, "agent.>")
+        except Exception as exc:
+            raise UnavailableError(f"the agent registry could not be read: {exc!s}") from None
+        out = []
+        for value in values.values():
+            with contextlib.suppress(ValueError):
+                doc = json.loads(value)
+                if isinstance(doc, dict):
                     doc.pop("public_key", None)
                     out.append(doc)
         return sorted(out, key=lambda d: str(d.get("agent")))
