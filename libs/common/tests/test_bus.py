@@ -311,3 +311,28 @@ async def test_publish_many_falls_back_on_a_stream_without_atomic_batches(
         )
     finally:
         await bus.close()
+
+
+async def test_publish_many_on_a_dead_bus_answers_each_envelope(nats_server: NatsServer) -> None:
+    """No exception escapes and nothing hangs: every envelope gets its own 'unavailable',
+    and once the server is back the retry stores each envelope once."""
+    bus = Bus(ChorusSettings(nats_url=nats_server.url), "dead-bus")
+    await bus.connect(timeout=10)
+    try:
+        nats_server.kill()
+        envs = [sample(MessageType.TASK_CLAIM) for _ in range(300)]
+        results = await asyncio.wait_for(bus.publish_many(envs, timeout=1), timeout=30)
+        assert len(results) == 300
+        assert all(isinstance(r, UnavailableError) for r in results)
+        # the bus comes back (same store): the same envelopes go through, each once
+        nats_server.start()
+
+        async def published() -> bool:
+            again = await bus.publish_many(envs, timeout=2)
+            return not any(isinstance(r, Exception) for r in again)
+
+        await wait_until(published, timeout=30, interval=0.5, message="publishing after restart")
+        info = await bus.js.stream_info("CHORUS_EVENTS")
+        assert info.state.messages == 300 * len(routes(envs[0]))
+    finally:
+        await bus.close()

@@ -379,16 +379,23 @@ class Bus:
                 ]
             resend: list[int] = []
             in_flight: list[tuple[list[int], asyncio.Task[list[PubAck] | None]]] = []
-            for chunk in _chunks(messages, ATOMIC_BATCH_MAX):
-                if not self._atomic or sum(len(messages[i]) for i in chunk) < 2:
-                    resend.extend(chunk)
-                    continue
-                if len(in_flight) >= ATOMIC_IN_FLIGHT:
-                    oldest, commit = in_flight.pop(0)
-                    self._settle(oldest, await commit, messages, results, resend)
-                in_flight.append((chunk, await self._send_batch(chunk, messages, timeout)))
-            for chunk, commit in in_flight:
-                self._settle(chunk, await commit, messages, results, resend)
+            try:
+                for chunk in _chunks(messages, ATOMIC_BATCH_MAX):
+                    if not self._atomic or sum(len(messages[i]) for i in chunk) < 2:
+                        resend.extend(chunk)
+                        continue
+                    if len(in_flight) >= ATOMIC_IN_FLIGHT:
+                        oldest, commit = in_flight.pop(0)
+                        self._settle(oldest, await commit, messages, results, resend)
+                    try:
+                        in_flight.append((chunk, await self._send_batch(chunk, messages, timeout)))
+                    except Exception:  # the connection went while staging: each gets its answer
+                        resend.extend(chunk)
+                while in_flight:
+                    chunk, commit = in_flight.pop(0)
+                    self._settle(chunk, await commit, messages, results, resend)
+            finally:
+                await cancel_and_wait([commit for _, commit in in_flight])  # only if cancelled
             await self._publish_each(sorted(resend), envelopes, messages, results, timeout)
         for i, env in enumerate(envelopes):
             outcome = results[i]
@@ -480,16 +487,25 @@ class Bus:
                 ]
             except Exception as exc:
                 futures[i] = exc
+        waiting = [f for item in futures.values() if not isinstance(item, Exception) for f in item]
+        if waiting:  # one deadline for all: a dead bus costs ``timeout``, not one per envelope
+            await asyncio.wait(waiting, timeout=timeout)
         for i, item in futures.items():
             if isinstance(item, Exception):
                 results[i] = UnavailableError(f"JetStream did not take {envelopes[i].id}: {item!s}")
                 continue
-            try:
-                results[i] = [await asyncio.wait_for(f, timeout) for f in item]
-            except Exception as exc:
-                results[i] = UnavailableError(
-                    f"JetStream did not acknowledge {envelopes[i].id}: {exc!s}"
-                )
+            if all(f.done() and not f.cancelled() and f.exception() is None for f in item):
+                results[i] = [f.result() for f in item]
+                continue
+            problem = "no acknowledgement in time"
+            for f in item:
+                if f.done() and not f.cancelled() and f.exception() is not None:
+                    problem = str(f.exception())
+            for f in item:
+                f.cancel()
+            results[i] = UnavailableError(
+                f"JetStream did not acknowledge {envelopes[i].id}: {problem}"
+            )
 
     async def publish_core(self, subject: str, data: bytes) -> None:
         """Fire-and-forget core NATS publish (heartbeats, beat frames' live copy)."""

@@ -113,7 +113,7 @@ class BoardView:
 
     # -- following the watch -------------------------------------------------------------------
 
-    async def start(self, timeout: float = 10.0) -> None:
+    async def start(self, timeout: float = 30.0) -> None:
         """Follow the bucket; return once the view holds the board as it is now."""
         self._follower = asyncio.create_task(self._follow(), name="board-view")
         await asyncio.wait_for(self._ready.wait(), timeout)
