@@ -236,6 +236,7 @@ class CoordinatorService(Service):
                 if (
                     not isinstance(doc, dict)
                     or "agent" not in doc
+                    or "availability" not in doc  # only a key registered: never offered to work
                     or doc.get("kind") == "human"
                     or now - float(doc.get("updated_at", 0))
                     > self.settings.coordinator_agent_ttl_seconds
