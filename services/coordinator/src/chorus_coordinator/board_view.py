@@ -115,8 +115,7 @@ class BoardView:
 
     async def start(self, timeout: float = 30.0) -> None:
         """Follow the bucket; return once the view holds the board as it is now."""
-        self._follower = asyncio.create_task(self._follow(), name="board-view")
-        await asyncio.wait_for(self._ready.wait(), timeout)
+        await self._restart(timeout)
 
     async def stop(self) -> None:
         if self._follower is not None:
@@ -140,11 +139,14 @@ class BoardView:
     async def rebuild(self) -> None:
         """Replace the watch; the old picture serves until the new one is complete."""
         self.rebuilds += 1
+        await self._restart(30.0)
+
+    async def _restart(self, timeout: float) -> None:
         self._ready.clear()
         if self._follower is not None:
             await cancel_and_wait([self._follower])
         self._follower = asyncio.create_task(self._follow(), name="board-view")
-        await asyncio.wait_for(self._ready.wait(), 30)
+        await asyncio.wait_for(self._ready.wait(), timeout)
 
     async def _follow(self) -> None:
         while True:
