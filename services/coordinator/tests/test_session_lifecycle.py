@@ -12,12 +12,11 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
-from prometheus_client.parser import text_string_to_metric_families
 
 from chorus_common.agent import Agent
 from chorus_common.bus import Bus, Delivery
 from chorus_common.envelopes import Envelope, MessageType
-from chorus_common.testing import free_port, serve_in_process, wait_until
+from chorus_common.testing import free_port, metric_value, serve_in_process, wait_until
 from chorus_coordinator import CoordinatorService
 from chorus_coordinator.service import CoordinatorSettings
 
@@ -62,13 +61,7 @@ async def open_db_session(client: httpx.AsyncClient) -> str:
 
 async def webhook_posts(client: httpx.AsyncClient, outcome: str) -> float:
     text = (await client.get("/metrics")).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "chorus_coordination_webhook_posts_total"
-        and sample.labels["outcome"] == outcome
-    )
+    return metric_value(text, "chorus_coordination_webhook_posts_total", outcome=outcome)
 
 
 @pytest.mark.parametrize("hook_alive", [True, False], ids=["hook-up", "hook-down"])

@@ -62,6 +62,7 @@ class DhtNode:
         repair_batch: int = 500,
         on_rpc: Callable[[str, str], None] = lambda op, r: None,
         on_repair: Callable[[], None] = lambda: None,
+        on_corrupt: Callable[[], None] = lambda: None,
     ) -> None:
         self.bus, self.name, self.storage = bus, name, storage
         self.node_id = node_id_of(name)
@@ -75,7 +76,7 @@ class DhtNode:
         self._repair_cursor = ""
         self.table = RoutingTable(self.node_id, k)
         self.peers: dict[str, Peer] = {}
-        self.on_rpc, self.on_repair = on_rpc, on_repair
+        self.on_rpc, self.on_repair, self.on_corrupt = on_rpc, on_repair, on_corrupt
         self.last_hops = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Any] = []
@@ -191,7 +192,10 @@ class DhtNode:
             if not intact(record):
                 return {"error": "record digest does not match its content"}
             current = await self.storage.get(record["key"])
-            if current is None or not intact(current) or current["version"] <= record["version"]:
+            if current is not None and not intact(current):
+                self.on_corrupt()  # a peer's repair found our copy damaged and sent a good one
+                await self.storage.put(record["key"], record)
+            elif current is None or current["version"] <= record["version"]:
                 await self.storage.put(record["key"], record)
             return {"stored": True}
         if op == "HAS":
@@ -315,7 +319,11 @@ class DhtNode:
         )
         for record in records:
             if not intact(record):
-                await self.storage.delete(record["key"])  # a good copy comes back through repair
+                # re-read: a peer's STORE may have replaced the damaged copy since the page was read
+                current = await self.storage.get(record["key"])
+                if current is not None and not intact(current):
+                    self.on_corrupt()
+                    await self.storage.delete(record["key"])  # a good copy comes back by repair
                 continue
             target = int(record["key"], 16)
             for _, name in self._closest_known(target, self.replication):

@@ -122,6 +122,11 @@ class DhtService(Service):
         self.m_repairs = Counter(
             "chorus_dht_replication_repairs_total", "Copies re-sent to restore R", registry=r
         )
+        self.m_corrupt = Counter(
+            "chorus_dht_corrupt_replicas_total",
+            "Local replicas whose digest no longer matched, dropped or replaced by a good copy",
+            registry=r,
+        )
         self.m_routing = Gauge(
             "chorus_dht_routing_table_size", "Nodes in the routing table", registry=r
         )
@@ -153,6 +158,7 @@ class DhtService(Service):
             repair_interval=s.dht_repair_interval_seconds,
             on_rpc=lambda kind, result: self.m_rpcs.labels(kind, result).inc(),
             on_repair=self.m_repairs.inc,
+            on_corrupt=self.m_corrupt.inc,
         )
         await self.node.start()
         self.registry_kv = await self.bus.js.key_value(BUCKET_REGISTRY)

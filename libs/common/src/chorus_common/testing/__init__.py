@@ -3,6 +3,7 @@
 from chorus_common.natsserver import NatsServer, free_port
 from chorus_common.processes import ServiceProcess
 from chorus_common.testing._inprocess import serve_in_process
+from chorus_common.testing._metrics import metric_value
 from chorus_common.testing._redis import RedisServer
 from chorus_common.testing._wait import wait_until
 
@@ -11,6 +12,7 @@ __all__ = [
     "RedisServer",
     "ServiceProcess",
     "free_port",
+    "metric_value",
     "serve_in_process",
     "wait_until",
 ]

@@ -25,7 +25,6 @@ import httpx
 import nats
 import pytest
 from nats.aio.msg import Msg
-from prometheus_client.parser import text_string_to_metric_families
 
 from chorus_common.bus import SubscriptionInfo
 from chorus_common.config import ChorusSettings
@@ -36,6 +35,7 @@ from chorus_common.processes import ServiceProcess
 from chorus_common.service import Service
 from chorus_common.subjects import routes, subject_matches
 from chorus_common.testing._inprocess import serve_in_process
+from chorus_common.testing._metrics import metric_value
 from chorus_common.testing._wait import wait_until
 
 #: the message limit the poison test gives the service, so "oversize" fits in a NATS message
@@ -111,16 +111,6 @@ def _concrete(subject_filter: str) -> str:
     return ".".join(
         "fuzz" if t == "*" else "fuzz.poison" if t == ">" else t for t in subject_filter.split(".")
     )
-
-
-def _sample_values(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``."""
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def _given_cases(
@@ -470,8 +460,8 @@ class ServiceBehaviour:
             with contextlib.suppress(Exception):
                 await nc.close()
         after = await metrics()
-        errors_before = _sample_values(before, "chorus_bus_errors_total")
-        errors_after = _sample_values(after, "chorus_bus_errors_total")
+        errors_before = metric_value(before, "chorus_bus_errors_total")
+        errors_after = metric_value(after, "chorus_bus_errors_total")
         assert errors_after == errors_before, (
             f"subscription callbacks raised on malformed input "
             f"({errors_after - errors_before:.0f} errors reported by the NATS client): {raised}"
@@ -491,25 +481,23 @@ class ServiceBehaviour:
         consumer = sub.durable or sub.subject
         expected = sum(1 for _, bad in sent if bad)
         assert expected > 0, f"no poison reached {sub.subject}"
-        base = _sample_values(before, "chorus_bus_poison_messages_total", consumer=consumer)
+        base = metric_value(before, "chorus_bus_poison_messages_total", consumer=consumer)
 
         async def poisoned() -> float:
             text = await metrics()
-            return (
-                _sample_values(text, "chorus_bus_poison_messages_total", consumer=consumer) - base
-            )
+            return metric_value(text, "chorus_bus_poison_messages_total", consumer=consumer) - base
 
         await _until(
             lambda: _at_least(poisoned(), expected),
             f"{expected} poison messages counted on {consumer}",
         )
         assert await poisoned() == expected, f"{consumer}: counted {await poisoned()}"
-        oversize = _sample_values(
+        oversize = metric_value(
             await metrics(),
             "chorus_bus_poison_messages_total",
             consumer=consumer,
             reason="oversize",
-        ) - _sample_values(
+        ) - metric_value(
             before, "chorus_bus_poison_messages_total", consumer=consumer, reason="oversize"
         )
         assert oversize == sum(1 for name, _ in sent if name == "oversize"), "oversize not named"
@@ -525,9 +513,9 @@ class ServiceBehaviour:
                 )
 
             await _until(settled, f"{consumer} acked or terminated all")
-        failed = _sample_values(
+        failed = metric_value(
             await metrics(), "chorus_bus_consumed_total", consumer=consumer, result="error"
         )
-        assert failed == _sample_values(
+        assert failed == metric_value(
             before, "chorus_bus_consumed_total", consumer=consumer, result="error"
         ), f"the handler of {consumer} failed on a well-formed envelope of another type"
