@@ -24,8 +24,10 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# --compile-bytecode: every service process imports FastAPI, pydantic and nats-py; from
+# .pyc files that is ~0.4 s less CPU per process start (a pip install compiles too)
 $(VENV)/.synced: $(UV) uv.lock $(PYPROJECTS)
-	$(UV) sync --frozen --all-packages
+	$(UV) sync --frozen --all-packages --compile-bytecode
 	touch $@
 
 uv.lock: $(PYPROJECTS) | $(UV)

@@ -92,7 +92,7 @@ def main(trials: int, idle: float) -> None:
             statistics.median(times),
             "s",
             target=at_most(10.0),
-            conditions=f"{trials} cold starts, embedded NATS, 9 service processes",
+            conditions=f"{trials} cold starts, embedded NATS, 9 service processes forked by the CLI",
         )
     ]
     figures += [

@@ -86,8 +86,14 @@ async def test_gate_fails_closed_without_a_seat_and_resumes_by_itself(
         license_issuer_key=str(issued.issuer_public_key_file),
         license_lease_ttl_seconds=1.0,
     )
+    # health checks a minute apart: readiness must follow the seat, not the interval
     guarded = GuardedService(
-        make_settings(ChorusSettings, license_required=True, node_id="guarded-1")
+        make_settings(
+            ChorusSettings,
+            license_required=True,
+            node_id="guarded-1",
+            health_interval_seconds=60,
+        )
     )
     licensing = LicensingService(lic_settings)
     async with (
@@ -111,6 +117,7 @@ async def test_gate_fails_closed_without_a_seat_and_resumes_by_itself(
             return (await client.post("/v1/work")).status_code == 403
 
         await wait_until(closed, timeout=10, message="fails closed when the lease lapses")
+        await wait_until(lambda: not guarded.ready, timeout=5, message="not ready without a seat")
         licensing2 = LicensingService(lic_settings)
         async with serve_in_process(licensing2):
 
@@ -118,6 +125,7 @@ async def test_gate_fails_closed_without_a_seat_and_resumes_by_itself(
                 return (await client.post("/v1/work")).status_code == 200
 
             await wait_until(reopened, timeout=15, message="resumes by itself")
+            await wait_until(lambda: guarded.ready, timeout=5, message="ready again with a seat")
 
 
 async def test_a_killed_holder_frees_its_seat_after_the_ttl(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chorus_common.natsserver import NatsServer, free_port, port_is_free
-from chorus_common.processes import SERVICE_MODULES, ServiceProcess
+from chorus_common.processes import SERVICE_MODULES, ServiceProcess, preload_service_stack
 
 DEFAULT_NATS_PORT = 4222
 #: first HTTP port; services take consecutive ports from here in SERVICE_MODULES order.
@@ -69,6 +69,9 @@ class Constellation:
     #: environment for the instances of one service, by service name (e.g. its own NATS
     #: user and password); applied after ``extra_env``
     per_service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: fork the services from this process after importing their shared stack once
+    #: (`chorus up`), instead of exec'ing nine interpreters that each import it
+    fork: bool = False
     nats: NatsServer | None = None
     processes: list[ServiceProcess] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -113,6 +116,8 @@ class Constellation:
             token_file.chmod(0o600)
         assert self.nats_url is not None
         license_env = self._development_license()
+        if self.fork:
+            preload_service_stack()
         dht_url = next(
             (f"http://127.0.0.1:{i.port}" for i in instances if i.service == "dht"), None
         )
@@ -138,6 +143,7 @@ class Constellation:
                 port=inst.port,
                 env=env,
                 log_path=self.data_dir / "logs" / f"{inst.name}.log",
+                fork=self.fork,
             )
             self.processes.append(proc.start())
         self.write_state()

@@ -75,6 +75,7 @@ def up(
         nats_port=nats_port,
         port_base=port_base,
         sync_always=not lazy_fsync,
+        fork=True,
     )
     stopping = False
 

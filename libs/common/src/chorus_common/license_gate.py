@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from chorus_common.aio import cancel_and_wait
@@ -26,8 +27,18 @@ SUBJECT = "chorus.svc.licensing.lease-{verb}"
 
 
 class LicenseGate:
-    def __init__(self, bus: Bus, holder: str, kind: str, retry_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        holder: str,
+        kind: str,
+        retry_seconds: float = 1.0,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``on_change`` is called whenever the gate opens or closes; the service re-runs its
+        health checks then, so readiness follows the seat at once, not at the next interval."""
         self.bus = bus
+        self.on_change = on_change
         self.holder = holder
         self.kind = kind
         self.retry_seconds = retry_seconds
@@ -35,6 +46,7 @@ class LicenseGate:
         self.valid_until = 0.0  # monotonic
         self.reason = "no seat lease yet: waiting for the licensing service"
         self._task: asyncio.Task[None] | None = None
+        self._reported_open = False
 
     @property
     def open(self) -> bool:
@@ -93,6 +105,11 @@ class LicenseGate:
                     self.reason = (
                         f"the licensing service does not answer ({exc or type(exc).__name__})"
                     )
+            if self.open != self._reported_open:
+                self._reported_open = self.open
+                self.on_change()
+            if self.open:  # wake when the lease runs out, to report the closed gate then
+                wait = min(wait, max(0.05, self.valid_until - time.monotonic()))
             await asyncio.sleep(wait)
 
     async def stop(self) -> None:

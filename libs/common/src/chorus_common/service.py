@@ -239,7 +239,9 @@ class Service:
         await group.add_endpoint(name="health", handler=self._micro_health)
         await self.tracker.start()
         if self.settings.license_required:
-            self.gate = LicenseGate(self.bus, self.settings.node_id, self.name)
+            self.gate = LicenseGate(
+                self.bus, self.settings.node_id, self.name, on_change=self.health.poke
+            )
             self.health.add("license", self.gate.health, critical=True)
             self.gate.start()
         await self.setup()

@@ -1,0 +1,75 @@
+"""Forked service processes behave like exec'd ones: environment, log, name, exit status.
+
+The fork happens in a fresh interpreter (as in `chorus up`), not in pytest's own
+process, whose threads would make ServiceProcess fall back to exec.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = r"""
+import json, sys, time
+from pathlib import Path
+import httpx
+from chorus_common.natsserver import NatsServer, free_port
+from chorus_common.processes import ForkedProcess, ServiceProcess, preload_service_stack
+
+base = Path(sys.argv[1])
+nats = NatsServer(store_dir=base / "nats").start()
+preload_service_stack()
+out = {}
+try:
+    good = ServiceProcess(
+        instance="dht-forked", service="dht", port=free_port(), fork=True,
+        env={"CHORUS_NATS_URL": nats.url, "CHORUS_NODE_ID": "dht-forked",
+             "CHORUS_DATA_DIR": str(base / "dht"), "CHORUS_ADMIN_TOKEN": "t"},
+        log_path=base / "dht.log",
+    ).start()
+    # a broken setting: the child says why on its log and exits 2, as `python -m` would
+    bad = ServiceProcess(
+        instance="dht-broken", service="dht", port=free_port(), fork=True,
+        env={"CHORUS_NATS_URL": nats.url, "CHORUS_HEALTH_INTERVAL_SECONDS": "abc"},
+        log_path=base / "broken.log",
+    ).start()
+    out["forked"] = isinstance(good.proc, ForkedProcess) and isinstance(bad.proc, ForkedProcess)
+    out["broken_exit"] = bad.proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while not good.is_ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out["ready"] = good.is_ready()
+    out["node"] = httpx.get(good.url + "/v1/nodes", timeout=5).json().get("self")
+    out["comm"] = Path(f"/proc/{good.proc.pid}/comm").read_text().strip()
+    out["session_leader"] = __import__("os").getsid(good.proc.pid) == good.proc.pid
+    out["terminate_seconds"] = good.terminate(timeout=20)
+    out["exit"] = good.exit_code
+finally:
+    nats.stop()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_a_forked_service_runs_like_an_execd_one(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["forked"] is True
+    assert out["broken_exit"] == 2
+    assert "CHORUS_HEALTH_INTERVAL_SECONDS='abc'" in (tmp_path / "broken.log").read_text()
+    assert out["ready"] is True, (tmp_path / "dht.log").read_text()
+    assert out["node"]["name"] == "dht-forked"  # its own CHORUS_NODE_ID
+    assert out["comm"] == "dht-forked"  # what `ps -e` and `top` show
+    assert out["session_leader"] is True  # a signal to `chorus up`'s group does not reach it
+    assert out["exit"] == 0  # SIGTERM drains and exits cleanly, as an exec'd service does
+    assert "dht ready on" in (tmp_path / "dht.log").read_text()
