@@ -18,6 +18,7 @@ from chorus_common.testing import metric_value
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 NODES = [f"d{i}" for i in range(1, 6)]
+LIVE = ("d3", "d4", "d5")  # after the test kills d1 and d2
 
 
 class Cluster:
@@ -35,6 +36,7 @@ class Cluster:
             "CHORUS_DHT_ENGINE": self.engine,
             "CHORUS_DHT_ANNOUNCE_INTERVAL_SECONDS": "0.3",
             "CHORUS_DHT_REPAIR_INTERVAL_SECONDS": "0.5",
+            "CHORUS_DHT_SCRUB_INTERVAL_SECONDS": "0.5",
             "CHORUS_HEALTH_INTERVAL_SECONDS": "0.5",
         }
         if self.redis_url:
@@ -182,6 +184,21 @@ def test_put_get_list_delete_replicate_and_repair(cluster: Cluster) -> None:
         "every record back on 3 live nodes",
     )
 
+    # the gauge operators watch: nothing short while 3 servers live ...
+    wait(
+        lambda: all(_gauge(c, n, "chorus_dht_under_replicated_records") == 0 for n in LIVE),
+        20,
+        "no record under-replicated",
+    )
+    # ... and every record short once only 2 remain for R = 3
+    c.procs["d5"].kill()
+    held = len(_records(c, "d3"))  # tombstones are replicated too
+    wait(
+        lambda: _gauge(c, "d3", "chorus_dht_under_replicated_records") == held > 0,
+        20,
+        "every record under-replicated with 2 servers left",
+    )
+
     if c.engine == "sqlite":  # a node restarted from its SQLite file serves its records again
         before = {r["address"] for r in httpx.get(f"{c.url('d3')}/v1/local").json()["records"]}
         c.procs["d3"].terminate()
@@ -215,9 +232,19 @@ def _corrupt(db: Path, address: str) -> None:
     con.close()
 
 
+def _gauge(c: Cluster, node: str, name: str) -> float:
+    return metric_value(httpx.get(f"{c.url(node)}/metrics", timeout=2).text, name)
+
+
 def _corrupt_count(c: Cluster, node: str) -> float:
-    text = httpx.get(f"{c.url(node)}/metrics", timeout=2).text
-    return metric_value(text, "chorus_dht_corrupt_replicas_total")
+    return _gauge(c, node, "chorus_dht_corrupt_replicas_total")
+
+
+def _records(c: Cluster, node: str) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = httpx.get(f"{c.url(node)}/v1/local", timeout=2).json()[
+        "records"
+    ]
+    return records
 
 
 def _local(c: Cluster, node: str, address: str) -> dict[str, Any] | None:

@@ -23,6 +23,8 @@ from chorus_dht.storage import Storage
 
 log = logging.getLogger("chorus.dht")
 ANNOUNCE = "chorus.dht.announce"
+#: (named here because DhtNode.list shadows the builtin inside the class)
+Records = list[dict[str, Any]]
 Mode = Literal["client", "server", "auto"]
 
 
@@ -59,6 +61,7 @@ class DhtNode:
         alpha: int = 3,
         announce_interval: float = 1.0,
         repair_interval: float = 2.0,
+        scrub_interval: float = 60.0,
         repair_batch: int = 500,
         on_rpc: Callable[[str, str], None] = lambda op, r: None,
         on_repair: Callable[[], None] = lambda: None,
@@ -72,8 +75,14 @@ class DhtNode:
         self.mode = mode
         self.replication, self.k, self.alpha = replication, k, alpha
         self.announce_interval, self.repair_interval = announce_interval, repair_interval
-        self.repair_batch = repair_batch
+        self.scrub_interval, self.repair_batch = scrub_interval, repair_batch
         self._repair_cursor = ""
+        #: live servers when the current (or last) repair pass began, and when it began
+        self._pass_members: frozenset[str] | None = None
+        self._pass_started = 0.0
+        self._pass_under = 0
+        #: local records the last complete repair pass found with fewer than R copies
+        self.under_replicated = 0
         self.table = RoutingTable(self.node_id, k)
         self.peers: dict[str, Peer] = {}
         self.on_rpc, self.on_repair, self.on_corrupt = on_rpc, on_repair, on_corrupt
@@ -201,6 +210,15 @@ class DhtNode:
         if op == "HAS":
             record = await self.storage.get(key)
             return {"version": record["version"] if record is not None and intact(record) else None}
+        if op == "HAS_MANY":  # repair's question for a whole batch: one RPC per peer per round
+            held = await self.storage.get_many([str(k) for k in req.get("keys", [])])
+            versions = {}
+            for i, (k, r) in enumerate(held.items()):
+                if i % 50 == 49:
+                    await asyncio.sleep(0)
+                if intact(r):
+                    versions[k] = r["version"]
+            return {"versions": versions}
         if op == "LIST":
             prefix = str(req.get("prefix", ""))
             return {
@@ -304,20 +322,52 @@ class DhtNode:
         while True:
             await asyncio.sleep(self.repair_interval)
             with contextlib.suppress(Exception):
-                await self.repair()
+                if self.repair_due():
+                    await self.repair()
+
+    def repair_due(self) -> bool:
+        """Whether to take the next repair round now.
+
+        A pass over the local records runs when the set of live servers changed since
+        the last pass began (a node left or joined: copies must move), and otherwise
+        every ``scrub_interval`` (to find damaged copies and any a failed put left
+        short). Once begun, a pass goes on round by round until it has seen every
+        record. Between passes a steady constellation does no repair work at all; a
+        pass every two seconds cost each node tens of milliseconds of event loop per
+        round and showed up as the tail of read latency.
+        """
+        if self._repair_cursor:
+            return True
+        members = frozenset(name for _, name in self.live_servers())
+        if (
+            members != self._pass_members
+            or time.monotonic() - self._pass_started >= self.scrub_interval
+        ):
+            self._pass_members, self._pass_started = members, time.monotonic()
+            return True
+        return False
 
     async def repair(self) -> int:
         """Bring the next batch of local records back to R copies on the R closest live servers.
 
         Each round takes up to ``repair_batch`` records from where the last one stopped,
-        so a round's work and memory stay bounded however many records a node holds.
+        so a round's work and memory stay bounded however many records a node holds, and
+        asks each peer about all of the batch's records it should hold in one HAS_MANY:
+        a round costs one RPC per peer, plus one STORE per missing copy, rather than one
+        RPC per record and replica.
         """
         assert self.storage is not None
-        repaired = 0
+        first_round = not self._repair_cursor
         records, self._repair_cursor = await self.storage.page(
             self._repair_cursor, self.repair_batch
         )
-        for record in records:
+        if first_round:
+            self._pass_under = 0
+        owed: dict[str, Records] = {}  # peer → records it should hold
+        no_room: set[str] = set()  # fewer live servers than R: nowhere for a copy
+        for i, record in enumerate(records):
+            if i % 50 == 49:
+                await asyncio.sleep(0)  # digests cost CPU: let requests in between
             if not intact(record):
                 # re-read: a peer's STORE may have replaced the damaged copy since the page was read
                 current = await self.storage.get(record["key"])
@@ -325,14 +375,49 @@ class DhtNode:
                     self.on_corrupt()
                     await self.storage.delete(record["key"])  # a good copy comes back by repair
                 continue
-            target = int(record["key"], 16)
-            for _, name in self._closest_known(target, self.replication):
-                if name == self.name:
-                    continue
+            holders = self._closest_known(int(record["key"], 16), self.replication)
+            if len(holders) < self.replication:
+                no_room.add(record["key"])
+            for _, name in holders:
+                if name != self.name:
+                    owed.setdefault(name, []).append(record)
+        short: set[str] = set()  # a copy a peer should hold is neither confirmed nor restored
+        counts = await asyncio.gather(
+            *(self._repair_peer(name, batch, short) for name, batch in owed.items())
+        )
+        self._pass_under += len(no_room | short)
+        if not self._repair_cursor:  # the pass is complete
+            self.under_replicated = self._pass_under
+        return sum(counts)
+
+    async def _repair_peer(self, name: str, records: Records, short: set[str]) -> int:
+        """Send ``name`` each of ``records`` it lacks or holds in an older version; add to
+        ``short`` the keys whose copy there is neither confirmed nor restored."""
+        try:
+            answer = await self.rpc(name, "HAS_MANY", timeout=5.0, keys=[r["key"] for r in records])
+        except UnavailableError:
+            short.update(r["key"] for r in records)
+            return 0
+        if "versions" in answer:
+            versions: dict[str, int] = answer["versions"]
+        else:  # a node from before HAS_MANY (a rolling upgrade): ask record by record
+            versions = {}
+            for r in records:
                 with contextlib.suppress(UnavailableError):
-                    has = await self.rpc(name, "HAS", key=record["key"])
-                    if has.get("version") is None or has["version"] < record["version"]:
-                        await self.rpc(name, "STORE", record=record)
-                        repaired += 1
-                        self.on_repair()
+                    has = await self.rpc(name, "HAS", key=r["key"])
+                    if has.get("version") is not None:
+                        versions[r["key"]] = has["version"]
+        repaired = 0
+        for record in records:
+            held = versions.get(record["key"])
+            if held is None or held < record["version"]:
+                try:
+                    stored = await self.rpc(name, "STORE", record=record)
+                except UnavailableError:
+                    stored = {}
+                if stored.get("stored"):
+                    repaired += 1
+                    self.on_repair()
+                else:
+                    short.add(record["key"])
         return repaired

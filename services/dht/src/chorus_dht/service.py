@@ -33,6 +33,7 @@ class DhtSettings(ChorusSettings):
     dht_default_ttl_seconds: float = Field(default=30 * 24 * 3600.0, gt=0)
     dht_announce_interval_seconds: float = Field(default=1.0, gt=0)
     dht_repair_interval_seconds: float = Field(default=2.0, gt=0)
+    dht_scrub_interval_seconds: float = Field(default=60.0, gt=0)
 
 
 #: role names end up in registry keys (``role.<name>``): letters, digits, '_' and '-'
@@ -132,7 +133,7 @@ class DhtService(Service):
         )
         self.m_under = Gauge(
             "chorus_dht_under_replicated_records",
-            "Local records with fewer than R live replicas known",
+            "Local records left with fewer than R live copies by the last complete repair pass",
             registry=r,
         )
 
@@ -156,11 +157,13 @@ class DhtService(Service):
             replication=s.dht_replication,
             announce_interval=s.dht_announce_interval_seconds,
             repair_interval=s.dht_repair_interval_seconds,
+            scrub_interval=s.dht_scrub_interval_seconds,
             on_rpc=lambda kind, result: self.m_rpcs.labels(kind, result).inc(),
             on_repair=self.m_repairs.inc,
             on_corrupt=self.m_corrupt.inc,
         )
         await self.node.start()
+        self.m_under.set_function(lambda: self.node.under_replicated)
         self.registry_kv = await self.bus.js.key_value(BUCKET_REGISTRY)
 
         async def storage_check() -> str:
