@@ -78,6 +78,22 @@ async def test_twenty_agents_racing_for_a_hundred_tasks_one_holder_each(
         tasks = (await client.get("/v1/tasks")).json()["tasks"]
         assert len(wins) == 100 and refusals == 1900
         assert all(t["status"] == "claimed" and t["assignee"] == wins[t["id"]] for t in tasks)
+
+        # the listing pages: every task once, in id order, then `next` is null
+        seen: list[str] = []
+        after: str | None = None
+        for _ in range(10):
+            params: dict[str, Any] = {"limit": 30, **({"after": after} if after else {})}
+            page = (await client.get("/v1/tasks", params=params)).json()
+            seen += [t["id"] for t in page["tasks"]]
+            after = page["next"]
+            if after is None:
+                break
+        assert seen == sorted(wins) and len(seen) == 100
+        open_page = await client.get("/v1/tasks", params={"status": "open"})
+        assert open_page.json() == {"tasks": [], "next": None}
+        bogus = await client.get("/v1/tasks", params={"status": "done"})
+        assert bogus.status_code == 422 and "status" in bogus.text
         for a in agents:
             await a.stop()
 

@@ -11,11 +11,11 @@ import re
 import secrets
 import time
 from collections import deque
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import httpx
 import nats.errors
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Query
 from fastapi import Path as PathParam
 from nats.micro.request import Request as MicroRequest
 from prometheus_client import Counter, Gauge, Histogram
@@ -582,9 +582,29 @@ class CoordinatorService(Service):
             return await self.announce(task)
 
         @app.get("/v1/tasks", tags=["tasks"], responses=problem_responses(503))
-        async def list_tasks(status: str | None = None) -> dict[str, Any]:
-            tasks = [t for t in await self.board.all() if status is None or t["status"] == status]
-            return {"tasks": sorted(tasks, key=lambda t: t["id"])}
+        async def list_tasks(
+            status: Literal["open", "claimed", "completed"] | None = None,
+            after: Annotated[
+                str | None, Query(description="the `next` of the previous page: ids after it")
+            ] = None,
+            limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+        ) -> dict[str, Any]:
+            """Tasks in id order, a page at a time; `next` is null on the last page.
+
+            A board keeps every finished task, so one answer holding them all would grow
+            without bound.
+            """
+            tasks = sorted(
+                (
+                    t
+                    for t in await self.board.all()
+                    if (status is None or t["status"] == status)
+                    and (after is None or t["id"] > after)
+                ),
+                key=lambda t: str(t["id"]),
+            )
+            page = tasks[:limit]
+            return {"tasks": page, "next": page[-1]["id"] if len(tasks) > limit else None}
 
         @app.get("/v1/tasks/{task_id}", tags=["tasks"], responses=problem_responses(404, 503))
         async def get_task(task_id: str = TaskId) -> dict[str, Any]:
