@@ -246,6 +246,22 @@ async def test_batch_keeps_good_items_when_some_are_bad(
     assert body["results"][1]["error"]["code"] == "unknown_type"
 
 
+async def test_a_forgery_inside_a_large_batch_is_refused_at_its_place(
+    gateway: GatewayFixture, new_agent: Callable[..., Any]
+) -> None:
+    """Large batches are verified on worker threads: the verdicts still land on the right
+    envelopes, and the feed stops at the forgery."""
+    _, client = gateway
+    agent = await new_agent()
+    envs = [agent.envelope(MessageType.STATUS_UPDATE) for _ in range(40)]
+    forger = AgentKey.generate()
+    envs[19] = envs[19].model_copy(update={"sig": forger.sign(bytes.fromhex(envs[19].digest()))})
+    body = (await client.post("/v1/envelopes:batch", json=[as_json(e) for e in envs])).json()
+    assert [r["ok"] for r in body["results"]] == [True] * 19 + [False] * 21
+    codes = [r["error"]["code"] for r in body["results"][19:]]
+    assert codes == ["bad_signature"] + ["feed_gap"] * 20
+
+
 async def test_publish_needs_a_token_and_batch_size_is_bounded(gateway: GatewayFixture) -> None:
     _, client = gateway
     anonymous = await client.post("/v1/envelopes", json={}, headers={"Authorization": ""})

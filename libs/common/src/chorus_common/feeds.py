@@ -197,8 +197,13 @@ class FeedVerifier:
     def forget(self, sender: str) -> None:
         self.senders.pop(sender, None)
 
-    def check(self, env: Envelope) -> None:
-        """Raise the specific :class:`FeedError`, or accept ``env`` and advance its sender's feed."""
+    def check(self, env: Envelope, *, signed_digest: str | None = None) -> None:
+        """Raise the specific :class:`FeedError`, or accept ``env`` and advance its sender's feed.
+
+        ``signed_digest`` is ``env``'s digest when the caller has already verified
+        ``env.sig`` over it with the key ``key_lookup`` returns (the gateway verifies a
+        batch's signatures on worker threads); the signature is then not checked again.
+        """
         sender = env.sender
         key = self.key_lookup(sender)
         if key is None:
@@ -222,8 +227,8 @@ class FeedVerifier:
                 sender=sender,
                 feed_seq=seq,
             )
-        digest = env.digest()
-        if not signature_valid(env, key, digest):
+        digest = signed_digest if signed_digest is not None else env.digest()
+        if signed_digest is None and not signature_valid(env, key, digest):
             raise BadSignatureError(
                 f"signature of {sender!r} at feed_seq {seq} does not verify "
                 f"with the registered key",
