@@ -163,3 +163,16 @@ def test_ineligible_node_never_acquires_and_profiles_exist() -> None:
     assert compat.heartbeat == 5.0 and compat.failover == 15.0
     with pytest.raises(ValueError):
         Timings.profile("fast-and-loose")
+
+
+def test_next_deadline_is_when_the_rules_can_decide_something() -> None:
+    r = rules("b")
+    r.start(now=0.0)
+    assert r.next_deadline(0.0) == pytest.approx(T.grace)  # discovery ends
+    r.on_heartbeat("a", 1, now=1.0)
+    assert r.next_deadline(1.0) == pytest.approx(1.0 + T.failover)  # the admin times out
+    started = r.tick(1.0 + T.failover)
+    assert any(isinstance(a, ElectionStarted) for a in started)
+    due = r.next_deadline(1.0 + T.failover)
+    assert due is not None and due == pytest.approx(1.0 + T.failover + r.delay)  # act then
+    assert r.next_deadline(due + 0.01) is None  # nothing more to wait for

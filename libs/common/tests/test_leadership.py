@@ -1,6 +1,7 @@
 """Leader leases: one holder at a time, terms grow, a stale term is refused."""
 
 import asyncio
+import time
 
 import pytest
 from hypothesis import given
@@ -67,6 +68,31 @@ async def test_single_leader_then_failover_with_higher_term(bus_client: Bus) -> 
         b.require_term(term_a)
     b.require_term(term_b)
     await b.stop()
+
+
+async def test_a_contender_steps_when_the_lease_comes_due_not_at_its_interval(
+    bus_client: Bus,
+) -> None:
+    """A contender that steps rarely still takes over as soon as a crashed holder's lease
+    runs out: its next step is moved to that moment."""
+    a = await _lease(bus_client, "a")
+    term_a = await a.wait_until_leader(5)
+    b = await _lease(bus_client, "b", interval=60.0)
+    await asyncio.sleep(1.0)
+    assert a.is_leader and not b.is_leader
+    assert a._task is not None
+    a._task.cancel()  # crash: no release
+    assert await b.wait_until_leader(10) == term_a + 1  # not 60 s later
+    await b.stop()
+
+
+def test_a_released_or_past_due_lease_does_not_make_a_contender_spin() -> None:
+    lease = LeaderLease(kv=None, scope="s", holder="b", ttl=1.0, interval=0.25)  # type: ignore[arg-type]
+    assert lease._next_step_in() == 0.25  # nothing seen yet
+    lease._takeover_at = time.monotonic() + 0.05
+    assert lease._next_step_in() <= 0.06
+    lease._takeover_at = time.monotonic() - 1  # due but not taken: not eligible, or lost
+    assert lease._next_step_in() == 0.25
 
 
 async def test_graceful_release_hands_over_immediately(bus_client: Bus) -> None:

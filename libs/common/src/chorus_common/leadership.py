@@ -85,7 +85,11 @@ class LeaseRules:
         self.observe(revision, now)
         if record.holder is None or record.holder == self.me:
             return True
-        return now - self.seen_at >= max(self.ttl, record.ttl)
+        return now >= self.takeover_at(record)
+
+    def takeover_at(self, record: LeaseRecord) -> float:
+        """When another holder's lease, unchanged since it was seen, may be taken over."""
+        return self.seen_at + max(self.ttl, record.ttl)
 
 
 @dataclass
@@ -110,6 +114,9 @@ class LeaderLease:
     _task: asyncio.Task[None] | None = None
     _rules: LeaseRules | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: when the lease seen on the last step may be taken over (None: nothing to wait for)
+    _takeover_at: float | None = None
 
     @classmethod
     async def open(cls, js: object, scope: str, holder: str, **kwargs: object) -> LeaderLease:
@@ -180,7 +187,25 @@ class LeaderLease:
                 log.debug("lease %s step failed: %s", self.key, exc)
             if self.term is not None and not self.is_leader:
                 await self._demote()
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._next_step_in())
+            self._wake.clear()
+
+    def poke(self) -> None:
+        """Step now: the caller's ``eligible`` may just have become true."""
+        self._wake.set()
+
+    def _next_step_in(self) -> float:
+        """The renewal interval, or less when a takeover comes due before it.
+
+        Stepping only every ``interval`` would add up to one interval to every
+        failover: the old lease would expire just after a step and wait for the next.
+        """
+        assert self.interval is not None
+        due_in = None if self._takeover_at is None else self._takeover_at - time.monotonic()
+        if self.term is not None or due_in is None or due_in <= 0:
+            return self.interval  # (past due but not taken: not eligible, or lost the race)
+        return max(0.005, min(self.interval, due_in + 0.001))
 
     async def _step(self) -> None:
         assert self._rules is not None
@@ -201,6 +226,7 @@ class LeaderLease:
             rules.renewed(sent)
             return
         now = time.monotonic()
+        self._takeover_at = None
         try:
             entry = await self.kv.get(self.key)
         except KeyNotFoundError:
@@ -211,9 +237,11 @@ class LeaderLease:
         # watch the holder's renewals even while not eligible, so that the ttl countdown
         # has already run when this participant becomes the one to take over
         rules.observe(entry.revision, now)
+        record = LeaseRecord.decode(entry.value)
+        if record.holder is not None and record.holder != self.holder:
+            self._takeover_at = rules.takeover_at(record)
         if not self.eligible():
             return
-        record = LeaseRecord.decode(entry.value)
         if rules.may_take_over(record, entry.revision, now):
             await self._acquire(entry.revision, record.term, now)
 

@@ -205,14 +205,26 @@ class Participant:
     # -- the loop ----------------------------------------------------------------
 
     async def _loop(self) -> None:
+        """Announce and heartbeat every ``heartbeat``; in between, wake when the rules have
+        a deadline (an admin timing out, an election's delay passing) and decide then."""
+        next_beat = 0.0
         while True:
             try:
-                await self._tick()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.timings.heartbeat
+                    await self._tick()
+                else:
+                    await self._decide()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the bus may be down; keep ticking
                 log.debug("election tick failed: %s", exc)
-            await asyncio.sleep(self.timings.heartbeat)
+            now = time.monotonic()
+            wake = next_beat
+            deadline = self.rules.next_deadline(now)
+            if deadline is not None:
+                wake = min(wake, deadline + 0.001)
+            await asyncio.sleep(max(0.0, wake - now))
 
     async def _tick(self) -> None:
         self._ticks += 1
@@ -235,12 +247,18 @@ class Participant:
                 election_subject("heartbeat"),
                 json.dumps({"node": self.node_id, "term": term, "at": time.time()}).encode(),
             )
+        await self._decide()
+        self.hooks.on_tick(self)
+
+    async def _decide(self) -> None:
         for action in self.rules.tick(time.monotonic()):
             if isinstance(action, ElectionStarted):
                 await self._started(action)
             elif isinstance(action, StepDown):
                 await self._step_down(action.reason, hold=True)
-        self.hooks.on_tick(self)
+        lease = self.lease
+        if lease is not None and not lease.is_leader and self.rules.may_acquire(time.monotonic()):
+            lease.poke()  # take the lease now, not at its next step
 
     async def _announce(self) -> None:
         score = self.score_source.measure()

@@ -271,6 +271,23 @@ class ElectionRules:
                 actions.append(StepDown(f"{best.node_id} scores higher after minimum tenure"))
         return actions
 
+    def next_deadline(self, now: float) -> float | None:
+        """The next moment ``tick`` or ``may_acquire`` may decide something new: discovery
+        ending, the admin's heartbeats running out, a pending election's delay passing.
+
+        Waking exactly then, rather than at the next heartbeat, takes up to a heartbeat
+        off every failover.
+        """
+        times = []
+        if self.state is State.DISCOVERING:
+            times.append(self.started_at + self.timings.grace)
+        if self.admin is not None and not self.i_am_admin:
+            times.append(self.admin_seen_at + self.timings.failover)
+        if self.pending is not None:
+            times.append(self.pending.at + self.delay)
+        future = [t for t in times if t > now]
+        return min(future) if future else None
+
     def may_acquire(self, now: float) -> bool:
         """Whether this participant should try for the lease now."""
         if not self.eligible_self or now < self.hold_until:
