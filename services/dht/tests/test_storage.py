@@ -49,3 +49,14 @@ async def test_pages_cover_every_live_record_once_and_stats_match(storage: Stora
         assert rounds < 50
     assert sorted(seen) == sorted(live)  # the expired record is never handed out
     assert (await storage.stats())[0] == 25  # and a pass removed it
+
+
+async def test_get_many_answers_the_live_records_among_the_keys(storage: Storage) -> None:
+    for i in range(1200):  # more than one SQLite chunk of bound parameters
+        await storage.put(f"k{i}", {"key": f"k{i}", "version": i})
+    await storage.put("dead", {"key": "dead", "expires_at": 1.0})
+    asked = [f"k{i}" for i in range(0, 1200, 2)] + ["dead", "missing"]
+    held = await storage.get_many(asked)
+    assert sorted(held) == sorted(f"k{i}" for i in range(0, 1200, 2))
+    assert held["k1198"]["version"] == 1198
+    assert await storage.get_many([]) == {}

@@ -145,10 +145,10 @@ def _run_forked_service(name: str, module: str, env: dict[str, str], log_path: P
         sys.argv = [module]
         runpy.run_module(module, run_name="__main__", alter_sys=True)
         code = 0
-    except SystemExit as exc:
-        if isinstance(exc.code, int):
-            code = exc.code
-        elif exc.code is not None:
+    except SystemExit as exc:  # as the interpreter maps it: None is 0, a message is 1
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
             print(exc.code, file=sys.stderr)
     except BaseException:
         traceback.print_exc()
