@@ -306,10 +306,13 @@ class CoordinatorService(Service):
                             "task_id": released["id"],
                         },
                     )
-                live = await self.live_agents()
-                for task in sorted(
+                waiting = sorted(
                     (t for t in tasks if t["status"] == "open"), key=lambda t: -t.get("priority", 3)
-                ):
+                )
+                # the registry is read only when there is something to assign: an idle
+                # board costs no registry scan (and no short-lived consumer) per round
+                live = await self.live_agents() if waiting else []
+                for task in waiting:
                     await self._assign(task, term, live)
                 for session in list(self.sessions.values()):
                     if session.tick(time.time()) == "escalated":
