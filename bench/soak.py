@@ -80,6 +80,7 @@ def slope_mb_per_hour(samples: list[tuple[float, float]]) -> float:
 
 async def soak(minutes: float, sample_every: float, out: Path) -> bool:
     seconds = minutes * 60
+    measured = commit()  # the code the services run is the code at their start
     with tempfile.TemporaryDirectory() as tmp:
         up = Constellation(data_dir=Path(tmp), nats_port=free_port())
         up.start_nats()
@@ -119,7 +120,7 @@ async def soak(minutes: float, sample_every: float, out: Path) -> bool:
             await workload.close()
         finally:
             up.stop()
-    flat = write_report(out, minutes, samples, seen.summary(), violations)
+    flat = write_report(out, minutes, samples, seen.summary(), violations, measured)
     print(f"wrote {out}")
     return flat and not violations
 
@@ -130,6 +131,7 @@ def write_report(
     samples: dict[str, list[tuple[float, float]]],
     load: str,
     violations: list[str],
+    measured: str | None = None,
 ) -> bool:
     warm = minutes * 60 * 0.1  # the first tenth is warm-up: imports, caches, connection pools
     rows, all_flat = [], True
@@ -156,7 +158,7 @@ def write_report(
         "# Soak results",
         "",
         f"Written by `make soak` (`bench/soak.py --minutes {minutes:g}`) on {now}, "
-        f"commit {commit()}. The `chorus up` constellation ran under steady load "
+        f"commit {measured or commit()}. The `chorus up` constellation ran under steady load "
         f"for {minutes:g} minutes; resident memory (MB) of every process was sampled. "
         f"Flat means growth after warm-up (the first tenth) within "
         f"{FLAT_MB:g} MB or {FLAT_FRACTION:.0%}; levelled off means it grew more but not "

@@ -52,7 +52,7 @@ async def test_pages_cover_every_live_record_once_and_stats_match(storage: Stora
 
 
 async def test_get_many_answers_the_live_records_among_the_keys(storage: Storage) -> None:
-    for i in range(1200):  # more than one SQLite chunk of bound parameters
+    for i in range(1200):  # more keys than SQLite takes as bound parameters in old builds
         await storage.put(f"k{i}", {"key": f"k{i}", "version": i})
     await storage.put("dead", {"key": "dead", "expires_at": 1.0})
     asked = [f"k{i}" for i in range(0, 1200, 2)] + ["dead", "missing"]

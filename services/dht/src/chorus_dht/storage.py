@@ -84,18 +84,19 @@ class SqliteStorage:
 
     async def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         assert self.db is not None
+        # the keys go in as one JSON parameter, so this is one statement whatever their
+        # number: an `IN (?, ?, …)` per batch size filled sqlite3's statement cache with
+        # large compiled statements (+16 MB over 250 sizes; +7 MB per node in the soak)
+        rows = await self.db.execute_fetchall(
+            "SELECT key, body FROM records WHERE key IN (SELECT value FROM json_each(?))",
+            (json.dumps(keys),),
+        )
         out: dict[str, dict[str, Any]] = {}
         now = time.time()
-        for start in range(0, len(keys), 500):  # below SQLite's bound-parameter limit
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = await self.db.execute_fetchall(
-                f"SELECT key, body FROM records WHERE key IN ({marks})", chunk
-            )
-            for key, body in rows:
-                record = _live(json.loads(body), now)
-                if record is not None:
-                    out[key] = record
+        for key, body in rows:
+            record = _live(json.loads(body), now)
+            if record is not None:
+                out[key] = record
         return out
 
     async def delete(self, key: str) -> None:
