@@ -81,7 +81,7 @@ class DhtNode:
         self._pass_members: frozenset[str] | None = None
         self._pass_started = 0.0
         self._pass_under = 0
-        #: local records the last complete repair pass found with fewer than R copies
+        #: local records the last complete repair pass left with fewer than R live copies
         self.under_replicated = 0
         self.table = RoutingTable(self.node_id, k)
         self.peers: dict[str, Peer] = {}
@@ -357,12 +357,11 @@ class DhtNode:
         RPC per record and replica.
         """
         assert self.storage is not None
-        first_round = not self._repair_cursor
+        if not self._repair_cursor:  # a new pass
+            self._pass_under = 0
         records, self._repair_cursor = await self.storage.page(
             self._repair_cursor, self.repair_batch
         )
-        if first_round:
-            self._pass_under = 0
         owed: dict[str, Records] = {}  # peer → records it should hold
         no_room: set[str] = set()  # fewer live servers than R: nowhere for a copy
         for i, record in enumerate(records):
