@@ -16,17 +16,27 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SimpleSpanProcessor,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
 _configured = False
 _recording = False  # spans of consumed messages are recorded only when they are exported
 
 
 def configure_tracing(service_name: str, exporter: str = "none") -> None:
-    """Install a tracer provider once per process; spans are exported only if asked."""
+    """Install a tracer provider once per process; spans are exported only if asked.
+
+    Without an exporter, a trace this process starts is not sampled: its spans still
+    carry ids, so ``traceparent`` flows on to the next hop, but nothing records them
+    (recording the spans of every request and publish, for nobody, cost a tenth of a
+    REST request). A trace sampled upstream, by a service that exports, stays sampled.
+    """
     global _configured, _recording
     if _configured:
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}),
+        sampler=ParentBased(ALWAYS_OFF if exporter == "none" else ALWAYS_ON),
+    )
     if exporter == "console":
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     elif exporter == "otlp":  # pragma: no cover - needs the optional exporter package
