@@ -23,8 +23,9 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 from nats.js.errors import NotFoundError
 
 from chorus_common import tracing
@@ -47,6 +48,11 @@ ATOMIC_IN_FLIGHT = 4
 ATOMIC_DISABLED, ATOMIC_DUPLICATE = 10174, 10201
 #: how long a bus probe's PING may wait for its PONG (see Bus.rtt)
 PING_DEADLINE = 60
+#: a consumer's pull request: how long it waits on the server for messages, how often
+#: the server says it is still waiting, the silence after which the consumer asks again
+#: (the request was lost), and the pause before asking again after a refusal
+PULL_EXPIRES, PULL_HEARTBEAT = 5.0, 1.0
+PULL_SILENCE, PULL_RETRY = 3 * PULL_HEARTBEAT, 0.5
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -277,6 +283,8 @@ class Bus:
             self.metrics.connected.set(1)
             self.metrics.reconnects.inc()
         log.info("reconnected to NATS at %s", self._nc.connected_url if self._nc else "?")
+        for consumer in self._consumers:
+            consumer.kick()
 
     async def _on_error(self, exc: Exception) -> None:
         if self.metrics:
@@ -542,10 +550,10 @@ class Bus:
             max_deliver=max_deliver,
             filter_subject=subject_filter,
         )
-        sub = await self._create_consumer(subject_filter, durable, stream, config)
+        name = await self._create_consumer(durable, stream, config)
         consumer = Consumer(
             self,
-            sub,
+            name,
             handler,
             durable or subject_filter,
             batch,
@@ -553,25 +561,30 @@ class Bus:
             durable=durable,
             stream=stream,
         )
-        consumer.start()
+        await consumer.start()
         self._consumers.append(consumer)
         return consumer
 
     async def _create_consumer(
-        self, subject_filter: str, durable: str | None, stream: str, config: ConsumerConfig
-    ) -> JetStreamContext.PullSubscription:
-        """Create the consumer, waiting out a cluster that is still electing its leaders."""
+        self, durable: str | None, stream: str, config: ConsumerConfig
+    ) -> str:
+        """The consumer's name, creating it unless a durable of that name exists (a
+        restart keeps its position), waiting out a cluster still electing its leaders."""
         deadline = time.monotonic() + 30.0
         delay = 0.2
         while True:
             try:
-                return await self.js.pull_subscribe(
-                    subject_filter, durable=durable, stream=stream, config=config
-                )
+                if durable:
+                    with contextlib.suppress(NotFoundError):
+                        await self.js.consumer_info(stream, durable)
+                        return durable
+                name = config.name = durable or uuid.uuid4().hex
+                await self.js.add_consumer(stream, config=config)
+                return name
             except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError) as exc:
                 if time.monotonic() + delay > deadline:
                     raise UnavailableError(
-                        f"JetStream could not create consumer {durable or subject_filter}: {exc}"
+                        f"JetStream could not create consumer {durable or config.filter_subject}: {exc}"
                     ) from None
                 log.warning("consumer %s not created yet (%s); retrying", durable, exc)
                 await asyncio.sleep(delay)
@@ -594,12 +607,21 @@ class Bus:
 
 
 class Consumer:
-    """The fetch → decode → handle → ack loop of one durable consumer."""
+    """The pull → decode → handle → ack loop of one durable consumer.
+
+    It keeps a pull request for ``batch`` messages open on the server and takes what
+    arrives on its own inbox in a callback subscription, one message at a time. A
+    message then costs a queue hand-off inside nats-py, where ``fetch`` started a
+    ``wait_for`` task per message (a third of consuming an envelope). A new request
+    goes out when the open one is used up or expires; silence for three heartbeats
+    (the server restarted, a reconnect dropped the request) or a refusal sends
+    another.
+    """
 
     def __init__(
         self,
         bus: Bus,
-        sub: JetStreamContext.PullSubscription,
+        consumer: str,
         handler: Handler,
         name: str,
         batch: int,
@@ -609,47 +631,96 @@ class Consumer:
         stream: str = EVENTS_STREAM,
     ) -> None:
         self.bus = bus
-        self.sub = sub
+        self.consumer = consumer
         self.handler = handler
         self.name = name
         self.batch = batch
         self.subject_filter = subject_filter or name
         self.durable = durable
         self.stream = stream
+        self._next = f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._inbox = ""
+        self._sub: Subscription | None = None
+        self._wanted = 0  # messages the open pull request may still deliver
+        self._due = 0.0  # when to send another request if the server stays silent
+        self._handling = False
         self._task: asyncio.Task[None] | None = None
         metrics = bus.metrics
         # bound once: a label lookup per envelope is measurable at thousands a second
         self._ok = metrics.consumed.labels(name, "ok") if metrics else None
         self._latency = metrics.handler_latency.labels(name) if metrics else None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
+    async def start(self) -> None:
+        self._inbox = self.bus.nc.new_inbox()
+        self._sub = await self.bus.nc.subscribe(self._inbox, cb=self._on_message)
+        await self._pull()
+        self._task = asyncio.create_task(self._watch(), name=f"consumer:{self.name}")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
-    async def _run(self) -> None:
-        backoff = 0.05
+    def kick(self) -> None:
+        """Ask again soon: after a reconnect the open request may be gone with the old link."""
+        self._due = 0.0
+
+    async def _pull(self) -> None:
+        self._wanted = self.batch
+        self._due = time.monotonic() + PULL_SILENCE
+        request = {
+            "batch": self.batch,
+            "expires": int(PULL_EXPIRES * 1e9),
+            "idle_heartbeat": int(PULL_HEARTBEAT * 1e9),
+        }
+        try:
+            await self.bus.nc.publish(self._next, json.dumps(request).encode(), reply=self._inbox)
+        except Exception as exc:  # closed or not yet reconnected: the watchdog asks again
+            log.debug("pull request on %s not sent: %s", self.name, exc)
+            self._due = time.monotonic() + PULL_RETRY
+
+    async def _watch(self) -> None:
         while True:
-            try:
-                msgs = await self.sub.fetch(self.batch, timeout=1.0)
-            except TimeoutError:
-                continue
-            except NotFoundError:
-                log.error("consumer %s no longer exists on the server", self.name)
-                await asyncio.sleep(1.0)
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("fetch failed on %s: %s", self.name, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
-                continue
-            backoff = 0.05
-            for msg in msgs:
-                await self._handle(msg)
+            await asyncio.sleep(min(max(self._due - time.monotonic(), 0.01), PULL_HEARTBEAT))
+            if time.monotonic() >= self._due and not self._handling:
+                await self._pull()
+
+    async def _on_message(self, msg: Msg) -> None:
+        self._due = time.monotonic() + PULL_SILENCE
+        if not msg.data and msg.headers and "Status" in msg.headers:
+            await self._on_status(msg.headers)
+            return
+        self._wanted -= 1
+        self._handling = True
+        try:
+            await self._handle(msg)
+        finally:
+            self._handling = False
+        if self._wanted <= 0:
+            await self._pull()
+
+    async def _on_status(self, headers: dict[str, str]) -> None:
+        status = headers.get("Status")
+        if status == "100":  # idle heartbeat: the request is still open
+            return
+        if status == "408":  # the request expired (or was replaced): open the next
+            await self._pull()
+            return
+        description = headers.get("Description", "")
+        if (status == "409" and "Deleted" in description) or status in ("404", "503"):
+            log.error(
+                "consumer %s on %s does not answer pulls (%s %s); retrying",
+                self.name,
+                self.stream,
+                status,
+                description,
+            )
+        else:  # 409: a leader moved, the server shuts down, too many waiting requests
+            log.debug("pull on %s ended: %s %s", self.name, status, description)
+        self._due = time.monotonic() + PULL_RETRY
 
     async def _handle(self, msg: Msg) -> None:
         metrics = self.bus.metrics
