@@ -1,11 +1,15 @@
 """DHT latency with 5 real node processes (R = 3), and lookup hops in a 1,000-node simulation.
 
-    .venv/bin/python bench/bench_dht.py [--ops 200] [--nodes 1000]
+    .venv/bin/python bench/bench_dht.py [--ops 1000] [--nodes 1000]
 
 Put/get go over REST on loopback to node processes that talk over a real
 nats-server; p50/p99 are printed per operation. The simulation runs the same
 iterative-lookup core (``chorus_dht.routing``) over 1,000 in-process routing
 tables and prints the mean number of lookup rounds beside log2(N).
+
+A thousand operations of each kind by default: the p99 of 200 was the second
+slowest sample, so one scheduling hiccup on a two-core machine moved it by
+milliseconds from run to run.
 """
 
 from __future__ import annotations
@@ -136,7 +140,7 @@ def simulation(n: int, lookups: int = 200) -> Figure:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ops", type=int, default=200)
+    parser.add_argument("--ops", type=int, default=1000)
     parser.add_argument("--nodes", type=int, default=1000)
     args = parser.parse_args()
     report("dht:", [*latency(args.ops), simulation(args.nodes)])
