@@ -25,7 +25,7 @@ async def view(bus_client: Bus) -> AsyncIterator[BoardView]:
 
 async def other_board(bus: Bus) -> TaskBoard:
     """A writer that is not the view's replica (another coordinator, say)."""
-    return TaskBoard(await bus.js.key_value(BUCKET_TASKS), claim_ttl=60)
+    return TaskBoard(bus.nc, await bus.js.key_value(BUCKET_TASKS), claim_ttl=60)
 
 
 def task(n: int) -> dict[str, object]:
@@ -64,7 +64,9 @@ async def test_follows_another_writer_and_keeps_only_live_work(
 
 
 async def test_own_writes_show_at_once_and_count_once(bus_client: Bus, view: BoardView) -> None:
-    board = TaskBoard(await bus_client.js.key_value(BUCKET_TASKS), 60, wrote=view.wrote)
+    board = TaskBoard(
+        bus_client.nc, await bus_client.js.key_value(BUCKET_TASKS), 60, wrote=view.wrote
+    )
     await board.announce(task(1))
     await board.claim("t1", "alice")
     assert view.load() == {"alice": 1}  # no wait: the next assignment in a round sees it

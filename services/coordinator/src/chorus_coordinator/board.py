@@ -12,11 +12,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from chorus_common.errors import ConflictError, NotFoundError
 from chorus_common.kvscan import scan
+from chorus_common.topology import BUCKET_TASKS
 
 
 def _event(kind: str, **fields: Any) -> dict[str, Any]:
@@ -27,9 +29,11 @@ Wrote = Callable[[dict[str, Any], int], None]
 
 
 class TaskBoard:
-    def __init__(self, kv: KeyValue, claim_ttl: float, wrote: Wrote | None = None) -> None:
+    def __init__(
+        self, nc: Client, kv: KeyValue, claim_ttl: float, wrote: Wrote | None = None
+    ) -> None:
         """``wrote(doc, revision)`` hears of every successful write (the live view)."""
-        self.kv, self.claim_ttl = kv, claim_ttl
+        self.nc, self.kv, self.claim_ttl = nc, kv, claim_ttl
         self._wrote: Wrote = wrote or (lambda doc, revision: None)
 
     async def _put(self, doc: dict[str, Any], last: int | None) -> None:
@@ -51,10 +55,7 @@ class TaskBoard:
 
     async def all(self) -> list[dict[str, Any]]:
         """Every task, finished ones included (the REST listing; the loop uses the view)."""
-        try:
-            values = await scan(self.kv, "task.>")
-        except Exception:
-            return []
+        values = await scan(self.nc, BUCKET_TASKS, "task.>")
         return [json.loads(v) for v in values.values()]
 
     async def announce(self, task: dict[str, Any]) -> dict[str, Any]:

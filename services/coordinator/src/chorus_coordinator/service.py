@@ -199,7 +199,9 @@ class CoordinatorService(Service):
         s = self.settings
         tasks_kv = await self.bus.js.key_value(BUCKET_TASKS)
         self.view = BoardView(tasks_kv)
-        self.board = TaskBoard(tasks_kv, s.coordinator_claim_ttl_seconds, wrote=self.view.wrote)
+        self.board = TaskBoard(
+            self.bus.nc, tasks_kv, s.coordinator_claim_ttl_seconds, wrote=self.view.wrote
+        )
         await self.view.start()
         self.registry = await self.bus.js.key_value(BUCKET_REGISTRY)
         self.lease = await LeaderLease.open(
@@ -226,7 +228,7 @@ class CoordinatorService(Service):
         """Registry entries of agents that can be auto-assigned now (read once per round)."""
         now = time.time()
         try:
-            values = await scan(self.registry, "agent.>")
+            values = await scan(self.bus.nc, BUCKET_REGISTRY, "agent.>")
         except Exception:
             return []
         out = []

@@ -351,9 +351,8 @@ class Portal:
     # -- the rest of the mesh ----------------------------------------------------------
 
     async def peers(self) -> list[dict[str, Any]]:
-        kv = await self.bus.js.key_value(BUCKET_REGISTRY)
         try:
-            values = await scan(kv, "agent.>")
+            values = await scan(self.bus.nc, BUCKET_REGISTRY, "agent.>")
         except Exception as exc:
             raise UnavailableError(f"the agent registry could not be read: {exc!s}") from None
         out = []
