@@ -8,7 +8,7 @@ a random process. After healing, every invariant of the design must hold.
 
 Longer by hand (the seed makes a failing run repeatable):
 
-    CHORUS_CHAOS_SECONDS=1800 CHORUS_CHAOS_SEED=7 .venv/bin/pytest tests/chaos -s -p no:timeout
+    CHORUS_CHAOS_SECONDS=1800 CHORUS_CHAOS_SEED=7 .venv/bin/pytest tests/chaos -s
 """
 
 from __future__ import annotations
