@@ -82,8 +82,8 @@ class DhtNode:
         #: node's view has converged (3 announce intervals) and its repair pass has begun
         self.settle = 3 * announce_interval + repair_interval if settle is None else settle
         self._members_changed_at = time.monotonic()
-        #: live servers when the last complete repair pass began
-        self._repaired_members: frozenset[str] | None = None
+        #: when the last complete repair pass began (it covered the membership of then)
+        self._repaired_from = float("-inf")
         #: live servers when the current (or last) repair pass began, and when it began
         self._pass_members: frozenset[str] | None = None
         self._pass_started = 0.0
@@ -170,14 +170,14 @@ class DhtNode:
         """Whether the R closest servers can be trusted to hold the newest copy of a value.
 
         Membership has been steady for ``settle`` seconds, so every writer stored on the
-        same R closest servers this node sees, and (on a server) this node's repair pass
-        over the current membership is complete, so copies a departed or new server held
-        have moved. This node's pass stands for the others': records spread evenly over
+        same R closest servers this node sees, and (on a server) a repair pass that began
+        after the last change is complete, so copies a departed or new server held have
+        moved. This node's pass stands for the others': records spread evenly over
         the servers, so their passes take about as long.
         """
         if time.monotonic() - self._members_changed_at < self.settle:
             return False
-        return not self.server or self._repaired_members == self.members()
+        return not self.server or self._repaired_from >= self._members_changed_at
 
     # -- RPC ----------------------------------------------------------------------------------
 
@@ -425,7 +425,7 @@ class DhtNode:
         self._pass_under += len(no_room | short)
         if not self._repair_cursor:  # the pass is complete
             self.under_replicated = self._pass_under
-            self._repaired_members = self._pass_members
+            self._repaired_from = self._pass_started
         return sum(counts)
 
     async def _repair_peer(self, name: str, records: Records, short: set[str]) -> int:
