@@ -1,9 +1,12 @@
-"""A constellation to break: a 3-node NATS cluster (R3) and replicated services as processes.
+"""A constellation to break: the shape the chart ships, on a 3-node NATS cluster (R3).
 
-Faults are the ones operators meet: SIGKILL then restart, SIGSTOP then
-SIGCONT (a long GC pause, a frozen VM), SIGTERM then restart (a rolling
-deploy). One fault at a time, so a quorum of NATS nodes and R−1 DHT copies
-always survive, which is the failure budget the design promises to absorb.
+Every service runs as a process in the replica counts of the Helm chart's
+defaults (``chorus_common.shape.HA_REPLICAS``), licensing required, real
+unpinned election scores. Faults are the ones operators meet: SIGKILL then
+restart, SIGSTOP then SIGCONT (a long GC pause, a frozen VM), SIGTERM then
+restart (a rolling deploy). One fault at a time, so a quorum of NATS nodes and
+R−1 DHT copies always survive, which is the failure budget the design promises
+to absorb.
 """
 
 from __future__ import annotations
@@ -11,27 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chorus_common.natsserver import NatsCluster, NatsServer, free_port
 from chorus_common.processes import ServiceProcess
+from chorus_common.shape import HA_REPLICAS, replicas
 
 ADMIN_TOKEN = "chaos-admin-token"
 
-#: instance → service; two or three of each replicated service, so one can always fail.
-INSTANCES: dict[str, str] = {
-    "election-1": "election",
-    "election-2": "election",
-    "election-3": "election",
-    "coordinator-1": "coordinator",
-    "coordinator-2": "coordinator",
-    "dht-1": "dht",
-    "dht-2": "dht",
-    "dht-3": "dht",
-    "gateway-1": "pubsub-gateway",
-}
+#: instance → service: the chart's default replica counts (three election replicas, two
+#: gateways, coordinators and backbeat replicas, three DHT nodes, licensing, HAP)
+INSTANCES: dict[str, str] = {r.name: r.service for r in replicas(HA_REPLICAS)}
 
 #: fast timings, so a minute of chaos sees many failovers and repairs
 ENV: dict[str, str] = {
@@ -79,6 +76,7 @@ class ChaosConstellation:
 
     def start(self) -> ChaosConstellation:
         self.cluster.start()
+        license_env = self._license()
         for name, service in INSTANCES.items():
             self.procs[name] = ServiceProcess(
                 instance=name,
@@ -89,10 +87,33 @@ class ChaosConstellation:
                     "CHORUS_NATS_URL": self.cluster.url,
                     "CHORUS_NODE_ID": name,
                     "CHORUS_DATA_DIR": str(self.base / name),
+                    **(
+                        license_env
+                        if service == "licensing"
+                        else {"CHORUS_LICENSE_REQUIRED": "true"}
+                    ),
                 },
                 log_path=self.base / "logs" / f"{name}.log",
             ).start()
         return self
+
+    def _license(self) -> dict[str, str]:
+        """Issue a license as an operator does, with the `chorus-license` command."""
+        folder = self.base / "license"
+        folder.mkdir(parents=True, exist_ok=True)
+        command = str(Path(sys.executable).with_name("chorus-license"))
+        key, lic = folder / "issuer.key", folder / "license.json"
+        subprocess.run([command, "keygen", "--out", str(key)], check=True, capture_output=True)
+        subprocess.run(
+            [command, "sign", "--issuer-key", str(key), "--customer", "chaos"]
+            + ["--cluster", "local", "--seats", "32", "--days", "1", "--out", str(lic)],
+            check=True,
+            capture_output=True,
+        )
+        return {
+            "CHORUS_LICENSE_FILE": str(lic),
+            "CHORUS_LICENSE_ISSUER_KEY": str(key.with_suffix(".pub")),
+        }
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         await asyncio.gather(*(p.wait_ready(timeout) for p in self.procs.values()))

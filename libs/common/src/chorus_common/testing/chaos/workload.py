@@ -86,6 +86,18 @@ class Observed:
         if resp.status_code >= 500 and resp.status_code != 503:
             self.server_errors.append(f"{what}: {resp.status_code} {resp.text[:300]}")
 
+    def unlicensed(self, what: str, resp: httpx.Response) -> bool:
+        """A 403 ``license_unavailable``: a replica without a seat refusing work, as it must
+        (fail closed) while licensing is down past its leases; counted, not a bug."""
+        if resp.status_code != 403:
+            return False
+        with contextlib.suppress(ValueError):
+            doc = resp.json()
+            if "license_unavailable" in (doc.get("reason"), doc.get("code")):
+                self.errors[f"{what} license_unavailable"] += 1
+                return True
+        return False
+
     def summary(self) -> str:
         return (
             f"{len(self.acked)} envelopes acked of {len(self.attempted)}, "
@@ -198,6 +210,8 @@ class Workload:
             if resp.status_code == 201:
                 self.seen.acked.append(pending.id)
                 pending = None
+            elif self.seen.unlicensed("gateway", resp):
+                continue  # fail-closed while its seat is gone; the same envelope goes again
             elif resp.status_code < 500:  # a refusal of a valid envelope is a bug, not chaos
                 raise AssertionError(f"gateway refused a valid envelope: {resp.text}")
             else:
