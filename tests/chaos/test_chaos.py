@@ -1,7 +1,9 @@
 """Random SIGKILL / SIGSTOP / restarts of services and NATS nodes while agents work.
 
-A 3-node NATS cluster (R3 streams and KV), three election replicas, two
-coordinators, three DHT nodes and a gateway run as real processes; agents
+A 3-node NATS cluster (R3 streams and KV) and the shape the Helm chart ships
+(licensing required, three election replicas with real scores, two gateways,
+two coordinators, two backbeat replicas, three DHT nodes, HAP) run as real
+processes; agents
 publish envelopes (directly and through the gateway), create, claim and
 complete tasks, and store DHT records, while one random fault at a time hits
 a random process. After healing, every invariant of the design must hold.

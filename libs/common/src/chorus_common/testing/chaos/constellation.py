@@ -105,8 +105,10 @@ class ChaosConstellation:
         key, lic = folder / "issuer.key", folder / "license.json"
         subprocess.run([command, "keygen", "--out", str(key)], check=True, capture_output=True)
         subprocess.run(
-            [command, "sign", "--issuer-key", str(key), "--customer", "chaos"]
-            + ["--cluster", "local", "--seats", "32", "--days", "1", "--out", str(lic)],
+            [
+                *(command, "sign", "--issuer-key", str(key), "--customer", "chaos"),
+                *("--cluster", "local", "--seats", "32", "--days", "1", "--out", str(lic)),
+            ],
             check=True,
             capture_output=True,
         )
