@@ -1,5 +1,8 @@
-"""The local constellation of `chorus up`: embedded NATS, every service once, three DHT nodes.
+"""The local constellation of `chorus up`: embedded NATS (one node or a 3-node cluster), the services.
 
+Light (the default): every service once, three DHT nodes. ``ha``: the Helm
+chart's default replica counts (``chorus_common.shape.HA_REPLICAS``).
+``cluster``: a 3-node NATS JetStream cluster with streams and KV at R3.
 Kept apart from the command-line parsing so the end-to-end tests run exactly
 what a user runs.
 """
@@ -7,19 +10,24 @@ what a user runs.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chorus_common.natsserver import NatsServer, free_port, port_is_free
-from chorus_common.processes import SERVICE_MODULES, ServiceProcess, preload_service_stack
+from chorus_cli.supervision import RestartPolicy, Supervisor
+from chorus_common.errors import ConfigError
+from chorus_common.natsserver import NatsCluster, NatsServer, free_port, port_is_free
+from chorus_common.processes import ServiceProcess, preload_service_stack
+from chorus_common.shape import HA_REPLICAS, LIGHT_REPLICAS, replicas
 
 DEFAULT_NATS_PORT = 4222
-#: first HTTP port; services take consecutive ports from here in SERVICE_MODULES order.
+#: first HTTP port; instances take consecutive ports from here in start order.
 DEFAULT_PORT_BASE = 8700
-DHT_NODES = 3
+#: members of the ``cluster`` NATS; streams and KV buckets get this many replicas
+CLUSTER_SIZE = 3
 STATE_FILE = "up.json"
 
 
@@ -34,55 +42,121 @@ class Instance:
     port: int
 
 
-def plan_instances(port_base: int, *, explicit: bool) -> tuple[list[Instance], list[str]]:
-    """Assign ports; a taken default port moves to a free one, a taken explicit one is an error."""
+def plan_instances(
+    port_base: int, *, explicit: bool, counts: dict[str, int] | None = None
+) -> tuple[list[Instance], list[str]]:
+    """Name the instances of ``counts`` (default: the light shape) and give each a port,
+    consecutive from ``port_base``; a taken default port moves to a free one, a taken
+    explicit one is an error."""
     notes: list[str] = []
     instances: list[Instance] = []
     port = port_base
-    for service in SERVICE_MODULES:
-        names = [f"dht-{i + 1}" for i in range(DHT_NODES)] if service == "dht" else [service]
-        for name in names:
-            chosen = port
-            if not port_is_free(chosen):
-                if explicit:
-                    raise PortTakenError(
-                        f"port {chosen} (for {name}) is already in use; "
-                        f"choose another range with --port-base"
-                    )
-                chosen = free_port()
-                notes.append(
-                    f"port {port} is taken; {name} uses {chosen} (set --port-base to choose)"
+    for replica in replicas(counts or LIGHT_REPLICAS):
+        chosen = port
+        if not port_is_free(chosen):
+            if explicit:
+                raise PortTakenError(
+                    f"port {chosen} (for {replica.name}) is already in use; "
+                    f"choose another range with --port-base"
                 )
-            instances.append(Instance(name, service, chosen))
-            port += 1
+            chosen = free_port()
+            notes.append(
+                f"port {port} is taken; {replica.name} uses {chosen} (set --port-base to choose)"
+            )
+        instances.append(Instance(replica.name, replica.service, chosen))
+        port += 1
     return instances, notes
 
 
 @dataclass
 class Constellation:
+    """NATS and the service processes of one `chorus up`, started and stopped together.
+
+    ``start()`` (or ``start_nats()`` then ``start_services()``) brings everything up
+    without waiting for readiness; ``wait_ready()`` waits; ``supervise()`` returns the
+    ``Supervisor`` that restarts crashed services (`chorus up` ticks it); ``stop()``
+    stops every service gracefully, then NATS, and removes the state file.
+    """
+
     data_dir: Path
     nats_url: str | None = None
+    #: client port of the embedded NATS (of its first member with ``cluster``, the
+    #: others take the next ones); default 4222, a taken default moves to a free port
     nats_port: int | None = None
     port_base: int | None = None
     sync_always: bool = True
+    #: the Helm chart's default shape (HA_REPLICAS) instead of the light one
+    ha: bool = False
+    #: a 3-node NATS JetStream cluster (streams and KV at R3) instead of one server
+    cluster: bool = False
+    #: replicas per service, overriding ``ha`` (keys and order as in HA_REPLICAS)
+    counts: dict[str, int] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     #: environment for the instances of one service, by service name (e.g. its own NATS
     #: user and password); applied after ``extra_env``
     per_service_env: dict[str, dict[str, str]] = field(default_factory=dict)
     #: fork the services from this process after importing their shared stack once
-    #: (`chorus up`), instead of exec'ing nine interpreters that each import it
+    #: (`chorus up`), instead of exec'ing an interpreter per service that each import it
     fork: bool = False
+    #: the embedded single server (None with ``cluster`` or ``nats_url``)
     nats: NatsServer | None = None
+    #: the embedded cluster (None without ``cluster``)
+    nats_cluster: NatsCluster | None = None
+    #: every service process, in start order
     processes: list[ServiceProcess] = field(default_factory=list)
+    supervisor: Supervisor | None = None
     notes: list[str] = field(default_factory=list)
     admin_token: str = ""
     license_note: str = ""
+    started_at: float = field(default_factory=time.time)
 
-    def start_nats(self) -> str:
-        if self.nats_url:
-            return self.nats_url
-        port = self.nats_port if self.nats_port is not None else DEFAULT_NATS_PORT
-        if not port_is_free(port):
+    @property
+    def shape(self) -> dict[str, int]:
+        """Replicas per service of this constellation."""
+        if self.counts is not None:
+            return dict(self.counts)
+        return dict(HA_REPLICAS if self.ha else LIGHT_REPLICAS)
+
+    @property
+    def js_replicas(self) -> int:
+        return CLUSTER_SIZE if self.cluster else 1
+
+    @property
+    def by_name(self) -> dict[str, ServiceProcess]:
+        """The processes by instance name (``election-2``, ``dht-1``, ``licensing``…)."""
+        return {p.instance: p for p in self.processes}
+
+    def process(self, instance: str) -> ServiceProcess:
+        try:
+            return self.by_name[instance]
+        except KeyError:
+            raise KeyError(
+                f"no instance {instance!r}; instances: {', '.join(self.by_name)}"
+            ) from None
+
+    def instances(self, service: str) -> list[ServiceProcess]:
+        """The processes of one service (``election`` → election-1, -2, -3)."""
+        return [p for p in self.processes if p.service == service]
+
+    @property
+    def nats_servers(self) -> list[NatsServer]:
+        """The embedded NATS server(s): one, the cluster's members, or none (``nats_url``)."""
+        if self.nats_cluster is not None:
+            return list(self.nats_cluster.servers)
+        return [self.nats] if self.nats is not None else []
+
+    def start(self) -> Constellation:
+        self.start_nats()
+        self.start_services()
+        return self
+
+    def _nats_ports(self, count: int) -> list[int]:
+        base = self.nats_port if self.nats_port is not None else DEFAULT_NATS_PORT
+        ports: list[int] = []
+        for port in range(base, base + count):
+            if port_is_free(port):
+                ports.append(port)
+                continue
             if self.nats_port is not None:
                 raise PortTakenError(
                     f"NATS port {port} is already in use; choose another with --nats-port, "
@@ -93,10 +167,35 @@ class Constellation:
                 f"port {port} is taken (another NATS?); the embedded NATS uses {chosen} "
                 f"(set --nats-port to choose, or --nats-url to use an existing server)"
             )
-            port = chosen
+            ports.append(chosen)
+        return ports
+
+    def start_nats(self) -> str:
+        if self.cluster and self.nats_url:
+            raise ConfigError(
+                "--cluster starts its own 3-node NATS and cannot be combined with --nats-url "
+                "(to use your own cluster, give --nats-url and set CHORUS_JS_REPLICAS=3)"
+            )
+        if self.nats_url:
+            return self.nats_url
+        if self.cluster:
+            self.nats_cluster = NatsCluster(
+                self.data_dir / "nats-cluster",
+                size=CLUSTER_SIZE,
+                name="chorus-up",
+                sync_always=self.sync_always,
+                ports=self._nats_ports(CLUSTER_SIZE),
+            )
+            try:
+                self.nats_cluster.start()
+            except Exception:
+                self.nats_cluster.kill()
+                raise
+            self.nats_url = self.nats_cluster.url
+            return self.nats_url
         self.nats = NatsServer(
             store_dir=self.data_dir / "nats",
-            port=port,
+            port=self._nats_ports(1)[0],
             sync_always=self.sync_always,
             server_name="chorus-up",
         ).start()
@@ -105,8 +204,11 @@ class Constellation:
 
     def start_services(self) -> list[ServiceProcess]:
         explicit = self.port_base is not None
-        instances, notes = plan_instances(self.port_base or DEFAULT_PORT_BASE, explicit=explicit)
+        instances, notes = plan_instances(
+            self.port_base or DEFAULT_PORT_BASE, explicit=explicit, counts=self.shape
+        )
         self.notes.extend(notes)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         token_file = self.data_dir / "admin-token"
         if token_file.exists():
             self.admin_token = token_file.read_text().strip()
@@ -115,7 +217,9 @@ class Constellation:
             token_file.write_text(self.admin_token + "\n")
             token_file.chmod(0o600)
         assert self.nats_url is not None
-        license_env = self._development_license()
+        license_env = self._development_license(
+            seats_needed=sum(1 for i in instances if i.service != "licensing")
+        )
         if self.fork:
             preload_service_stack()
         dht_url = next(
@@ -128,6 +232,7 @@ class Constellation:
                 "CHORUS_DATA_DIR": str(self.data_dir / inst.name),
                 "CHORUS_ADMIN_TOKEN": self.admin_token,
                 "CHORUS_HEALTH_INTERVAL_SECONDS": "5",
+                **({"CHORUS_JS_REPLICAS": str(self.js_replicas)} if self.cluster else {}),
                 **(
                     license_env
                     if inst.service == "licensing"
@@ -149,43 +254,79 @@ class Constellation:
         self.write_state()
         return self.processes
 
-    def _development_license(self) -> dict[str, str]:
+    def _development_license(self, seats_needed: int) -> dict[str, str]:
         """A local issuer and license, so the constellation runs licensed out of the box."""
         from chorus_licensing.issuing import development_license
 
         issued = development_license(self.data_dir / "license", cluster_id="local")
+        seats = issued.license.seats
         self.license_note = (
-            f"development license {issued.license.license_id} ({issued.license.seats} seats, "
+            f"development license {issued.license.license_id} ({seats} seats, "
             f"until {issued.license.expires_at:%Y-%m-%d}) in {issued.license_file}"
         )
+        if seats < seats_needed:
+            self.notes.append(
+                f"the development license has {seats} seats but {seats_needed} services "
+                f"need one; some will stay unlicensed (not ready)"
+            )
         return {
             "CHORUS_LICENSE_FILE": str(issued.license_file),
             "CHORUS_LICENSE_ISSUER_KEY": str(issued.issuer_public_key_file),
         }
 
+    def supervise(self, policy: RestartPolicy | None = None) -> Supervisor:
+        """Restart services that die (see ``chorus_cli.supervision``); tick the result."""
+        self.supervisor = Supervisor(self.processes, policy, on_change=self.write_state)
+        return self.supervisor
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        """Every service ready, or an error naming the first that exited or timed out."""
+        import asyncio
+
+        await asyncio.gather(*(p.wait_ready(timeout) for p in self.processes))
+
     def write_state(self) -> None:
+        """up.json, which `chorus status`, `chorus tail` and `chorus hap` read; written
+        whole to a temporary file and renamed, so a reader never sees half of it."""
+        services = []
+        for p in self.processes:
+            row: dict[str, object] = {
+                "name": p.instance,
+                "service": p.service,
+                "url": p.url,
+                "pid": p.proc.pid if p.proc and p.running else None,
+                "log": str(p.log_path),
+            }
+            if self.supervisor is not None:
+                row.update(self.supervisor.state(p.instance))
+            services.append(row)
         state = {
-            "started_at": time.time(),
+            "started_at": self.started_at,
+            "pid": os.getpid(),
             "nats_url": self.nats_url,
-            "services": [
-                {
-                    "name": p.instance,
-                    "service": p.service,
-                    "url": p.url,
-                    "pid": p.proc.pid if p.proc else None,
-                }
-                for p in self.processes
-            ],
+            "shape": "custom" if self.counts is not None else "ha" if self.ha else "light",
+            "cluster": self.cluster,
+            "js_replicas": self.js_replicas,
+            "nats_pids": [s.proc.pid for s in self.nats_servers if s.proc is not None],
+            "services": services,
         }
-        (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+        path = self.data_dir / STATE_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM every service (they drain in parallel), then NATS; nothing is left running."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
         for proc in self.processes:
+            proc.signal(signal.SIGCONT)
             proc.signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for proc in self.processes:
             proc.terminate(timeout=max(0.1, deadline - time.monotonic()))
+        if self.nats_cluster is not None:
+            self.nats_cluster.stop()
         if self.nats is not None:
             self.nats.stop()
         state = self.data_dir / STATE_FILE

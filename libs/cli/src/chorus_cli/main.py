@@ -18,10 +18,13 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
+from chorus_cli.advertise import BusAdvertisement, start_advertising
 from chorus_cli.constellation import Constellation, PortTakenError, read_state
+from chorus_cli.supervision import Phase, RestartPolicy
 from chorus_common.errors import ChorusError
-from chorus_common.processes import SERVICE_MODULES, ServiceProcess
+from chorus_common.processes import SERVICE_MODULES
 
 app = typer.Typer(
     help="CHORUS: coordination runtime for a fleet of AI and human agents.",
@@ -34,21 +37,51 @@ err = Console(stderr=True)
 DataDir = Annotated[Path, typer.Option("--data-dir", help="where state, logs and NATS data live")]
 
 
-def _table(processes: list[ServiceProcess], states: dict[str, str]) -> Table:
+def _table(constellation: Constellation) -> Table:
+    """The live table: every replica, its state, restarts and how it last ended."""
     table = Table(title="CHORUS constellation")
-    table.add_column("service")
-    table.add_column("url")
-    table.add_column("state")
-    for p in processes:
-        state = states.get(p.instance, "starting")
-        colour = {"ready": "green", "starting": "yellow"}.get(state, "red")
-        table.add_row(p.instance, p.url, f"[{colour}]{state}[/{colour}]")
+    for col in ("service", "url", "pid", "state", "restarts", "last exit"):
+        table.add_column(col)
+    records = constellation.supervisor.records if constellation.supervisor else {}
+    for p in constellation.processes:
+        record = records.get(p.instance)
+        phase = record.phase if record else Phase.STARTING
+        colour = {
+            Phase.READY: "green",
+            Phase.STARTING: "yellow",
+            Phase.NOT_READY: "yellow",
+            Phase.RESTARTING: "yellow",
+        }.get(phase, "red")
+        table.add_row(
+            p.instance,
+            p.url,
+            str(p.proc.pid) if p.proc is not None and p.running else "-",
+            f"[{colour}]{phase.value}[/{colour}]",
+            str(record.restarts) if record else "0",
+            (record.last_exit or "-") if record else "-",
+        )
     return table
 
 
 @app.command()
 def up(
     data_dir: DataDir = Path(".chorus"),
+    ha: Annotated[
+        bool,
+        typer.Option(
+            "--ha",
+            help="the Helm chart's default shape: 3 election, 2 gateways, 2 coordinators, "
+            "3 DHT, 2 backbeat replicas (14 processes)",
+        ),
+    ] = False,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="a 3-node NATS JetStream cluster (ports --nats-port and the next two) "
+            "with streams and KV at R3; with or without --ha",
+        ),
+    ] = False,
     nats_url: Annotated[
         str | None, typer.Option(help="use this NATS server instead of the embedded one")
     ] = None,
@@ -58,7 +91,10 @@ def up(
     port_base: Annotated[
         int | None, typer.Option(help="first HTTP port (default 8700, or free ones)")
     ] = None,
-    ready_timeout: Annotated[float, typer.Option(help="seconds to wait for every service")] = 30.0,
+    ready_timeout: Annotated[
+        float,
+        typer.Option(help="seconds a service may take to get ready before it is restarted"),
+    ] = 30.0,
     lazy_fsync: Annotated[
         bool,
         typer.Option(
@@ -67,7 +103,7 @@ def up(
         ),
     ] = False,
 ) -> None:
-    """Start NATS and every service, show readiness, stop everything on Ctrl-C."""
+    """Start NATS and every service, keep them running (restarting any that dies), stop all on Ctrl-C."""
     data_dir.mkdir(parents=True, exist_ok=True)
     constellation = Constellation(
         data_dir=data_dir.resolve(),
@@ -75,6 +111,8 @@ def up(
         nats_port=nats_port,
         port_base=port_base,
         sync_always=not lazy_fsync,
+        ha=ha,
+        cluster=cluster,
         fork=True,
     )
     stopping = False
@@ -88,69 +126,55 @@ def up(
     started = time.monotonic()
     try:
         url = constellation.start_nats()
-        processes = constellation.start_services()
+        constellation.start_services()
     except (PortTakenError, ChorusError) as exc:
         err.print(f"[red]chorus up: {exc}[/red]")
         constellation.stop()
         raise typer.Exit(2) from None
+    supervisor = constellation.supervise(RestartPolicy(ready_timeout=ready_timeout))
+    constellation.write_state()
     for note in constellation.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
+    embedded = (
+        f"embedded {len(constellation.nats_servers)}-node cluster, streams and KV at "
+        f"R{constellation.js_replicas}"
+        if constellation.nats_cluster
+        else "embedded"
+    )
     console.print(
         f"NATS: {url}"
         + (
-            " (embedded, JetStream sync_interval=always)"
-            if constellation.nats and not lazy_fsync
+            f" ({embedded}, JetStream sync_interval={'2m' if lazy_fsync else 'always'})"
+            if constellation.nats_servers
             else ""
         )
     )
-    states: dict[str, str] = {}
-    advertised: Any = None
+    advertised: BusAdvertisement | None = None
+    summarised = False
     try:
+        # no auto-refresh thread: the CLI stays single-threaded so restarts can fork too
         with Live(
-            _table(processes, states), console=console, refresh_per_second=8, transient=False
+            _table(constellation),
+            console=console,
+            auto_refresh=False,
+            transient=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
         ) as live:
-            while not stopping and time.monotonic() - started < ready_timeout:
-                for p in processes:
-                    if not p.running:
-                        states[p.instance] = f"exited ({p.exit_code})"
-                    elif states.get(p.instance) != "ready" and p.is_ready(timeout=0.5):
-                        states[p.instance] = "ready"
-                live.update(_table(processes, states))
-                if all(states.get(p.instance) == "ready" for p in processes):
-                    break
-                if any(not p.running for p in processes):
-                    break
-                time.sleep(0.1)
-        console.print()
-        elapsed = time.monotonic() - started
-        failed = [p for p in processes if states.get(p.instance) != "ready"]
-        if stopping:
-            pass
-        elif failed:
-            for p in failed:
-                err.print(
-                    f"[red]{p.instance} is not ready[/red] (log: {p.log_path})\n{p.log_tail(800)}"
-                )
-            raise typer.Exit(1)
-        else:
-            console.print(f"[green]all {len(processes)} services ready in {elapsed:.1f}s[/green]")
-            console.print(constellation.license_note, soft_wrap=True)
-            advertised = _advertise(url)
-            console.print(
-                f"admin token: {constellation.admin_token}  (also in {data_dir / 'admin-token'})"
-            )
-            console.print(
-                f"debug: nats sub --server {url} 'chorus.>'   |   nats micro ls --server {url}"
-            )
-            console.print("Ctrl-C stops everything.")
-        while not stopping:
-            for p in processes:
-                if not p.running and states.get(p.instance) == "ready":
-                    states[p.instance] = f"exited ({p.exit_code})"
-                    err.print(
-                        f"[red]{p.instance} exited with code {p.exit_code}[/red]; log: {p.log_path}"
-                    )
-            time.sleep(0.2)
+            while not stopping:
+                for event in supervisor.tick():
+                    # a log tail may hold anything: print it as text, never as markup
+                    style = "red" if event.failed else "yellow"
+                    console.print(Text(event.text, style=style), soft_wrap=True)
+                live.update(_table(constellation), refresh=True)
+                if not summarised and (
+                    supervisor.settled or time.monotonic() - started >= ready_timeout
+                ):
+                    summarised = True
+                    _summary(constellation, time.monotonic() - started, data_dir)
+                    advertised = _advertise(url, int(url.split(",")[0].rsplit(":", 1)[-1]))
+                    console.print("Ctrl-C stops everything.")
+                time.sleep(0.2)
     finally:
         console.print("stopping…")
         if advertised is not None:
@@ -158,24 +182,47 @@ def up(
                 advertised.close()
         constellation.stop()
         console.print("stopped.")
+    if any(r.phase is Phase.FAILED for r in supervisor.records.values()):
+        raise typer.Exit(1)
 
 
-def _advertise(nats_url: str) -> Any:
-    """Announce the bus over mDNS (`_chorus._tcp.local.`) so agents on the LAN can find it."""
-    from chorus_common.discovery import advertise_bus_blocking
-
-    port = int(nats_url.rsplit(":", 1)[-1])
-    try:
-        zc = advertise_bus_blocking(nats_url, "local", port)
-    except Exception as exc:  # no multicast here: say so, the constellation works without it
+def _summary(constellation: Constellation, elapsed: float, data_dir: Path) -> None:
+    """The lines printed once every service is ready or given up on (or the wait ran out)."""
+    assert constellation.supervisor is not None
+    records = constellation.supervisor.records
+    total = len(records)
+    ready = [n for n, r in records.items() if r.phase is Phase.READY]
+    if len(ready) == total:
+        console.print(f"[green]all {total} services ready in {elapsed:.1f}s[/green]")
+    else:
+        failed = [n for n, r in records.items() if r.phase is Phase.FAILED]
+        waiting = [n for n, r in records.items() if not r.settled]
         console.print(
-            f"[yellow]note:[/yellow] mDNS advertisement unavailable ({exc}); agents need CHORUS_NATS_URL"
+            f"[yellow]{len(ready)} of {total} services ready in {elapsed:.1f}s[/yellow]"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+            + (f"; not ready yet: {', '.join(waiting)}" if waiting else "")
         )
+    console.print(constellation.license_note, soft_wrap=True)
+    console.print(f"admin token: {constellation.admin_token}  (also in {data_dir / 'admin-token'})")
+    url = constellation.nats_url
+    console.print(f"debug: nats sub --server {url} 'chorus.>'   |   nats micro ls --server {url}")
+
+
+def _advertise(nats_url: str, port: int) -> BusAdvertisement | None:
+    """Announce the bus over mDNS (`_chorus._tcp.local.`) so agents on the LAN can find it."""
+    advertisement = start_advertising(nats_url, port)
+    if not advertisement.advertised:
+        console.print(
+            f"[yellow]note:[/yellow] mDNS advertisement unavailable ({advertisement.answer}); "
+            "agents need CHORUS_NATS_URL",
+            soft_wrap=True,
+        )
+        advertisement.close()
         return None
     console.print(
         "mDNS: advertised as _chorus._tcp.local. (chorus_common.discovery.discover_bus finds it)"
     )
-    return zc
+    return advertisement
 
 
 @app.command()
@@ -222,10 +269,14 @@ def status(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Readiness of every service of the running constellation."""
-    targets: list[tuple[str, str]]
+    """Readiness of every service of the running constellation; exit 1 unless all are ready.
+
+    Beside each instance's own /health answer it shows what `chorus up` recorded:
+    its state (starting, ready, restarting, failed…), pid, restarts and last exit.
+    """
+    targets: list[dict[str, Any]]
     if url:
-        targets = [(u, u) for u in url]
+        targets = [{"name": u, "url": u} for u in url]
     else:
         state = read_state(data_dir)
         if state is None:
@@ -233,41 +284,45 @@ def status(
                 f"[red]no running constellation found in {data_dir} (start one with `chorus up`, or pass --url)[/red]"
             )
             raise typer.Exit(2)
-        targets = [(s["name"], s["url"]) for s in state["services"]]  # type: ignore[index,union-attr]
+        targets = list(state["services"])  # type: ignore[call-overload]
     rows = []
-    for name, base in targets:
+    for target in targets:
+        base = target["url"]
+        row: dict[str, Any] = {
+            "name": target["name"],
+            "service": target.get("service"),
+            "url": base,
+            "pid": target.get("pid"),
+            "state": target.get("state"),
+            "restarts": target.get("restarts"),
+            "last_exit": target.get("last_exit"),
+            "failure": target.get("failure"),
+        }
         try:
             resp = httpx.get(f"{base}/health", timeout=2.0)
             doc = resp.json()
-            rows.append(
-                {
-                    "name": name,
-                    "url": base,
-                    "ready": bool(doc.get("ready")),
-                    "status": doc.get("status", "?"),
-                }
-            )
+            row.update(ready=bool(doc.get("ready")), status=doc.get("status", "?"))
         except (httpx.HTTPError, ValueError) as exc:
-            rows.append(
-                {
-                    "name": name,
-                    "url": base,
-                    "ready": False,
-                    "status": f"unreachable ({type(exc).__name__})",
-                }
-            )
+            row.update(ready=False, status=f"unreachable ({type(exc).__name__})")
+        if row["state"] == Phase.FAILED.value:
+            row.update(ready=False, status=f"failed: {row['failure']}")
+        rows.append(row)
     if as_json:
         console.print_json(json.dumps(rows))
     else:
         table = Table(title="CHORUS status")
-        for col in ("service", "url", "ready", "status"):
+        for col in ("service", "url", "pid", "state", "ready", "health", "restarts", "last exit"):
             table.add_column(col)
         for r in rows:
             table.add_row(
                 r["name"],
                 r["url"],
+                str(r["pid"] or "-"),
+                str(r["state"] or "-"),
                 "[green]yes[/green]" if r["ready"] else "[red]no[/red]",
-                str(r["status"]),
+                Text(str(r["status"])),
+                str(r["restarts"] if r["restarts"] is not None else "-"),
+                str(r["last_exit"] or "-"),
             )
         console.print(table)
     if not all(r["ready"] for r in rows):

@@ -220,21 +220,34 @@ class NatsCluster:
     """Three (or more) nats-servers with JetStream clustered over loopback routes.
 
     Streams and buckets declared with ``CHORUS_JS_REPLICAS=3`` survive the loss
-    of one node; ``url`` lists every member so clients fail over.
+    of one node; ``url`` lists every member so clients fail over. Each member
+    keeps its store in ``base_dir/n<i>`` and its name ``<name>-n<i>``, so a
+    cluster started again on the same folder finds its streams (route ports may
+    differ: members know each other by name).
     """
 
     base_dir: Path
     size: int = 3
     name: str = "chorus-test"
     servers: list[NatsServer] = field(default_factory=list)
+    #: JetStream ``sync_interval: always`` on every member (the default), else lazy fsync
+    sync_always: bool = True
+    #: client ports of the members, in order; empty: free ports
+    ports: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.ports and len(self.ports) != self.size:
+            raise ConfigError(
+                f"{self.size} cluster members need {self.size} ports, got {self.ports}"
+            )
         cluster_ports = [free_port() for _ in range(self.size)]
         routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
         for i, cport in enumerate(cluster_ports):
             self.servers.append(
                 NatsServer(
                     store_dir=self.base_dir / f"n{i}",
+                    port=self.ports[i] if self.ports else 0,
+                    sync_always=self.sync_always,
                     cluster_name=self.name,
                     cluster_port=cport,
                     routes=[r for r in routes if not r.endswith(f":{cport}")],
@@ -246,10 +259,23 @@ class NatsCluster:
     def url(self) -> str:
         return ",".join(s.url for s in self.servers)
 
+    @property
+    def running(self) -> bool:
+        return all(s.running for s in self.servers)
+
     def start(self, timeout: float = 20.0) -> NatsCluster:
         for server in self.servers:
             server.start(timeout=timeout)
         return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM every member at once (each flushes its store), then wait for each."""
+        for server in self.servers:
+            server._signal(signal.SIGCONT)
+            server._signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for server in self.servers:
+            server.stop(timeout=max(0.1, deadline - time.monotonic()))
 
     def kill(self) -> None:
         for server in self.servers:
