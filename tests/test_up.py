@@ -1,9 +1,15 @@
-"""`chorus up` as a user runs it: everything ready, status, tail, Ctrl-C leaves nothing behind."""
+"""`chorus up` as a user runs it: everything ready, status, tail, Ctrl-C leaves nothing behind.
+
+Also the shape that ships (`--ha`, the chart's default replica counts, and `--cluster`,
+a 3-node NATS at R3) and supervision: a killed service comes back, one that keeps
+crashing is reported failed while the rest keep running.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,10 +21,14 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
-from chorus_common.natsserver import NatsServer
+from chorus_common.natsserver import NatsServer, port_is_free
+from chorus_common.shape import CHART_KEYS, HA_REPLICAS, LIGHT_REPLICAS, replicas
 
 CHORUS = str(Path(sys.executable).parent / "chorus")
+ROOT = Path(__file__).resolve().parents[1]
+HA_NAMES = [r.name for r in replicas(HA_REPLICAS)]
 
 
 def _alive(pid: int) -> bool:
@@ -202,3 +212,259 @@ def test_existing_nats_url_is_used(tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         server.kill()
+
+
+def _free_range(count: int) -> int:
+    """A first port with ``count`` consecutive free ports after it (others run `chorus up` too)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 30000)
+        if all(port_is_free(p) for p in range(base, base + count)):
+            return base
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
+class Up:
+    """One `chorus up` subprocess, as a user started it, with what tests ask of it."""
+
+    def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.data = data
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [CHORUS, "up", "--data-dir", str(data), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "COLUMNS": "200", **(env or {})},
+            start_new_session=True,
+        )
+        self.output = _Output(self.proc)
+
+    def wait_for(self, needle: str, timeout: float) -> str:
+        return "\n".join(self.output.wait_for(needle, timeout))
+
+    def state(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.data / "up.json").read_text())
+        return data
+
+    def service(self, name: str) -> dict[str, Any]:
+        return next(s for s in self.state()["services"] if s["name"] == name)
+
+    def status(self) -> tuple[int, list[dict[str, Any]]]:
+        done = subprocess.run(
+            [CHORUS, "status", "--data-dir", str(self.data), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return done.returncode, json.loads(done.stdout)
+
+    def pids(self) -> list[int]:
+        state = self.state()
+        return [s["pid"] for s in state["services"] if s["pid"]] + list(state["nats_pids"])
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        """Stop it as a user does and check nothing it started is left running."""
+        pids = self.pids()
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=30)
+        assert not (self.data / "up.json").exists()
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in pids if _alive(p)], "a process outlived chorus up"
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def _until(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not within {timeout}s (last: {last!r})")
+
+
+def test_ha_shape_is_the_charts_default_replica_counts() -> None:
+    values = yaml.safe_load((ROOT / "deploy/helm/chorus/values.yaml").read_text())
+    chart = {service: values["services"][key]["replicas"] for service, key in CHART_KEYS.items()}
+    assert chart == HA_REPLICAS
+    assert list(HA_REPLICAS) == list(LIGHT_REPLICAS)  # same services, same start order
+    assert len(HA_NAMES) == 14
+    assert [r.name for r in replicas(LIGHT_REPLICAS)] == [
+        *("licensing", "election", "pubsub-gateway", "dht-1", "dht-2", "dht-3"),
+        *("coordinator", "backbeat", "hap"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def ha_up(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One `chorus up --ha` for the tests below (each start costs seconds on two cores)."""
+    up = Up(
+        tmp_path_factory.mktemp("ha"),
+        "--ha",
+        *("--nats-port", str(_free_range(1)), "--port-base", str(_free_range(14))),
+    )
+    try:
+        text = up.wait_for("services ready in", timeout=90)
+        print(f"chorus up --ha ready after {time.monotonic() - up.started:.2f}s")
+        assert "all 14 services ready" in text, text
+        yield up
+    finally:
+        up.kill()
+
+
+@pytest.mark.slow
+def test_ha_runs_every_replica_of_the_chart_shape_licensed(ha_up: Up) -> None:
+    state = ha_up.state()
+    assert [s["name"] for s in state["services"]] == HA_NAMES
+    assert state["shape"] == "ha" and state["js_replicas"] == 1
+    ports = [int(s["url"].rsplit(":", 1)[1]) for s in state["services"]]
+    assert ports == list(range(ports[0], ports[0] + 14))  # consecutive from --port-base
+
+    code, rows = ha_up.status()
+    assert code == 0, rows
+    assert [r["name"] for r in rows] == HA_NAMES
+    assert all(r["ready"] and r["state"] == "ready" and r["restarts"] == 0 for r in rows), rows
+
+    licensing = ha_up.service("licensing")["url"]
+    license_status = httpx.get(f"{licensing}/v1/license", timeout=5).json()
+    assert license_status["valid"] is True
+    assert set(license_status["holders"]) == set(HA_NAMES) - {"licensing"}
+
+
+@pytest.mark.slow
+def test_ha_election_replicas_agree_on_one_admin(ha_up: Up) -> None:
+    urls = [ha_up.service(f"election-{i}")["url"] for i in (1, 2, 3)]
+
+    def views() -> list[dict[str, Any]] | None:
+        got = [httpx.get(f"{u}/v1/admin", timeout=2).json() for u in urls]
+        admins = {v["admin"] for v in got}
+        return got if len(admins) == 1 and None not in admins else None
+
+    got = _until(views, 30, "one admin seen by all three election replicas")
+    assert sum(v["is_self"] for v in got) == 1
+    assert got[0]["admin"] in {"election-1", "election-2", "election-3"}
+
+
+@pytest.mark.slow
+def test_a_killed_service_is_restarted_and_ready_again(ha_up: Up) -> None:
+    victim = ha_up.service("coordinator-2")
+    os.kill(victim["pid"], signal.SIGKILL)
+    ha_up.wait_for("coordinator-2 exited (SIGKILL); restarting in 0.5s", timeout=10)
+
+    def back() -> dict[str, Any] | None:
+        row = ha_up.service("coordinator-2")
+        return row if row["state"] == "ready" and row["restarts"] == 1 else None
+
+    row = _until(back, 30, "coordinator-2 ready again after one restart")
+    assert row["pid"] != victim["pid"] and row["last_exit"] == "SIGKILL"
+    # forked again from the preloaded CLI, so named by its instance in `ps`, as at start
+    assert Path(f"/proc/{row['pid']}/comm").read_text().strip() == "coordinator-2"
+    code, rows = ha_up.status()
+    assert code == 0, rows
+    status_row = next(r for r in rows if r["name"] == "coordinator-2")
+    assert status_row["restarts"] == 1 and status_row["last_exit"] == "SIGKILL"
+    assert status_row["ready"] is True
+    assert all(r["restarts"] == 0 for r in rows if r["name"] != "coordinator-2")
+
+
+@pytest.mark.slow
+def test_ha_stops_on_sigterm_leaving_nothing_running(ha_up: Up) -> None:
+    assert ha_up.stop(signal.SIGTERM) == 0
+
+
+@pytest.mark.slow
+def test_ha_cluster_runs_three_nats_nodes_with_r3_streams(tmp_path: Path) -> None:
+    up = Up(
+        tmp_path / "hac",
+        *("--ha", "--cluster"),
+        *("--nats-port", str(_free_range(3)), "--port-base", str(_free_range(14))),
+    )
+    try:
+        text = up.wait_for("services ready in", timeout=120)
+        print(f"chorus up --ha --cluster ready after {time.monotonic() - up.started:.2f}s")
+        assert "all 14 services ready" in text and "3-node cluster" in text, text
+        state = up.state()
+        assert state["cluster"] is True and state["js_replicas"] == 3
+        assert len(state["nats_pids"]) == 3 and all(_alive(p) for p in state["nats_pids"])
+        assert len(state["nats_url"].split(",")) == 3
+        done = subprocess.run(
+            [sys.executable, "-c", _STREAM_REPLICAS, state["nats_url"]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        replicas_by_stream = json.loads(done.stdout)
+        assert replicas_by_stream == {
+            "CHORUS_EVENTS": [3, 2],
+            "KV_chorus-election": [3, 2],
+            "KV_chorus-leases": [3, 2],
+        }
+        assert up.stop(signal.SIGINT) == 0
+    finally:
+        up.kill()
+
+
+_STREAM_REPLICAS = """
+import asyncio, json, sys
+import nats
+async def main():
+    nc = await nats.connect(sys.argv[1].split(","))
+    js = nc.jetstream()
+    out = {}
+    for name in ("CHORUS_EVENTS", "KV_chorus-election", "KV_chorus-leases"):
+        info = await js.stream_info(name)
+        out[name] = [info.config.num_replicas, len(info.cluster.replicas or [])]
+    await nc.close()
+    print(json.dumps(out))
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_a_service_that_keeps_crashing_is_failed_and_the_rest_keep_running(
+    tmp_path: Path,
+) -> None:
+    # a user's mistake: a setting only backbeat reads, set to a value it refuses
+    up = Up(
+        tmp_path / "crash",
+        *("--nats-port", str(_free_range(1)), "--port-base", str(_free_range(9))),
+        env={"CHORUS_BACKBEAT_TEMPO_BPM": "0"},
+    )
+    try:
+        text = up.wait_for("services ready in", timeout=90)
+        assert "8 of 9 services ready" in text and "failed: backbeat" in text, text
+        assert "backbeat failed: 5 exits within 60s (last: exit 2)" in text
+        # its log tail says why, in the words of the service
+        assert "CHORUS_BACKBEAT_TEMPO_BPM='0'" in text
+        assert "backbeat exited (exit 2); restarting in 4.0s" in text  # 0.5, 1, 2, 4
+
+        code, rows = up.status()
+        assert code == 1
+        by_name = {r["name"]: r for r in rows}
+        assert by_name["backbeat"]["state"] == "failed" and by_name["backbeat"]["ready"] is False
+        assert by_name["backbeat"]["restarts"] == 4
+        assert by_name["backbeat"]["pid"] is None
+        assert "5 exits within 60s" in by_name["backbeat"]["status"]
+        others = [r for n, r in by_name.items() if n != "backbeat"]
+        assert all(r["ready"] and r["state"] == "ready" for r in others), others
+        table = subprocess.run(
+            [CHORUS, "status", "--data-dir", str(up.data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        assert table.returncode == 1 and "failed" in table.stdout
+        assert up.stop(signal.SIGINT) == 1  # the run had a failed service
+    finally:
+        up.kill()
