@@ -1,18 +1,20 @@
-"""`chorus up` time to ready, and each service's resident memory once the constellation idles.
+"""`chorus up` time to ready in each shape, and each service's resident memory once it idles.
 
-Runs the real command a user runs (`chorus up --data-dir <tmp>`) several times,
-timing from the spawn of the CLI to its "all N services ready" line; after the
-last start it lets the constellation idle, then reads VmRSS of every service
-process from /proc (the pids `chorus up` records in up.json) and stops it with
-Ctrl-C as a user would.
+Runs the real command a user runs (`chorus up --data-dir <tmp>`, then with
+`--ha`, the chart's 14 processes, and `--ha --cluster`, on a 3-node NATS)
+several times each, timing from the spawn of the CLI to its "all N services
+ready" line; after the last light start it lets the constellation idle, then
+reads VmRSS of every service process from /proc (the pids `chorus up` records in
+up.json). Each run is stopped with Ctrl-C as a user would.
 
-    .venv/bin/python bench/bench_up.py [--trials 3] [--idle 15]
+    .venv/bin/python bench/bench_up.py [--trials 3] [--idle 15] [--shapes light,ha,ha-cluster]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import signal
 import statistics
 import subprocess
@@ -27,6 +29,28 @@ from figures import Figure, at_most, report
 CHORUS = str(Path(sys.executable).parent / "chorus")
 READY_LINE = "services ready in"
 
+#: shape → (extra `chorus up` options, what runs, target seconds; ARCHITECTURE.md §7)
+SHAPES: dict[str, tuple[list[str], str, float]] = {
+    "light": ([], "embedded NATS, 9 service processes forked by the CLI", 10.0),
+    "ha": (["--ha"], "embedded NATS, the chart's 14 service processes", 20.0),
+    "ha-cluster": (
+        ["--ha", "--cluster"],
+        "3-node NATS cluster (R3), the chart's 14 service processes",
+        20.0,
+    ),
+}
+
+
+def free_range(count: int) -> int:
+    """A first port with ``count`` free ports after it, so runs never meet a NATS on 4222."""
+    from chorus_common.natsserver import port_is_free
+
+    rng = random.Random()
+    while True:
+        base = rng.randrange(20000, 30000)
+        if all(port_is_free(p) for p in range(base, base + count)):
+            return base
+
 
 def rss_mb(pid: int) -> float:
     """Resident set size of one process, from /proc (Linux)."""
@@ -36,11 +60,14 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def start_up(data_dir: Path) -> tuple[subprocess.Popen[str], float, list[str]]:
+def start_up(
+    data_dir: Path, options: list[str] | None = None
+) -> tuple[subprocess.Popen[str], float, list[str]]:
     """Spawn `chorus up`; return it, seconds until its ready line, and its output so far."""
+    ports = ["--nats-port", str(free_range(3)), "--port-base", str(free_range(14))]
     started = time.monotonic()
     proc = subprocess.Popen(
-        [CHORUS, "up", "--data-dir", str(data_dir)],
+        [CHORUS, "up", "--data-dir", str(data_dir), *ports, *(options or [])],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -72,28 +99,35 @@ def stop_up(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
-def main(trials: int, idle: float) -> None:
-    times: list[float] = []
+def main(trials: int, idle: float, shapes: list[str]) -> None:
+    times: dict[str, list[float]] = {shape: [] for shape in shapes}
     rss: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for trial in range(trials):
-            data = Path(tmp) / f"up-{trial}"
-            proc, elapsed, _ = start_up(data)
-            times.append(elapsed)
-            if trial == trials - 1:
-                time.sleep(idle)
-                state = json.loads((data / "up.json").read_text())
-                rss = {s["name"]: rss_mb(s["pid"]) for s in state["services"]}
-            stop_up(proc)
+        for shape in shapes:
+            options = SHAPES[shape][0]
+            for trial in range(trials):
+                data = Path(tmp) / f"up-{shape}-{trial}"
+                proc, elapsed, lines = start_up(data, options)
+                if not any("all " in line and READY_LINE in line for line in lines):
+                    stop_up(proc)
+                    raise RuntimeError(f"chorus up {' '.join(options)}:\n" + "\n".join(lines))
+                times[shape].append(elapsed)
+                if shape == "light" and trial == trials - 1:
+                    time.sleep(idle)
+                    state = json.loads((data / "up.json").read_text())
+                    rss = {s["name"]: rss_mb(s["pid"]) for s in state["services"]}
+                stop_up(proc)
     figures = [
         Figure(
             "up",
-            "chorus up: spawn to every service ready (median)",
-            statistics.median(times),
+            f"chorus up{''.join(' ' + o for o in SHAPES[shape][0])}: "
+            "spawn to every service ready (median)",
+            statistics.median(times[shape]),
             "s",
-            target=at_most(10.0),
-            conditions=f"{trials} cold starts, embedded NATS, 9 service processes forked by the CLI",
+            target=at_most(SHAPES[shape][2]),
+            conditions=f"{trials} cold starts, {SHAPES[shape][1]}",
         )
+        for shape in shapes
     ]
     figures += [
         Figure(
@@ -106,12 +140,21 @@ def main(trials: int, idle: float) -> None:
         )
         for name, mb in rss.items()
     ]
-    report(f"chorus up, {trials} trials; RSS after {idle:g} s idle:", figures)
+    report(f"chorus up, {trials} trials per shape; RSS after {idle:g} s idle:", figures)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--idle", type=float, default=15.0)
+    parser.add_argument(
+        "--shapes",
+        default=",".join(SHAPES),
+        help=f"comma-separated, from {', '.join(SHAPES)} (idle RSS is measured on light)",
+    )
     args = parser.parse_args()
-    main(args.trials, args.idle)
+    chosen = [s for s in args.shapes.split(",") if s]
+    unknown = [s for s in chosen if s not in SHAPES]
+    if unknown:
+        parser.error(f"unknown shape {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
+    main(args.trials, args.idle, chosen)
