@@ -409,6 +409,23 @@ def test_ha_cluster_runs_three_nats_nodes_with_r3_streams(tmp_path: Path) -> Non
             "KV_chorus-election": [3, 2],
             "KV_chorus-leases": [3, 2],
         }
+        # `chorus tail` follows the cluster's URL (every member, comma-separated)
+        tail = subprocess.Popen(
+            [CHORUS, "tail", "chorus.coord.>", "--data-dir", str(up.data), "--count", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        _wait_for_line(tail, "listening on", timeout=20)
+        publish = subprocess.run(
+            [sys.executable, "-c", _PUBLISH, state["nats_url"]],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert publish.returncode == 0, publish.stderr
+        assert tail.wait(timeout=20) == 0
+        assert "task_claim" in "\n".join(tail._chorus_output.lines)  # type: ignore[attr-defined]
         assert up.stop(signal.SIGINT) == 0
     finally:
         up.kill()

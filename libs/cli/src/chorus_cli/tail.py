@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import nats
+from nats.aio.msg import Msg
 from rich.console import Console
 
 from chorus_common.envelopes import Envelope
@@ -35,13 +36,15 @@ def render(subject: str, data: bytes, raw: bool) -> str:
 async def run_tail(url: str, subject: str, count: int, raw: bool, console: Console) -> None:
     validate_filter(subject)
     try:
-        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=-1)
+        # a cluster's URL (`chorus up --cluster`) lists every member, comma-separated
+        servers = [u.strip() for u in url.split(",") if u.strip()]
+        nc = await nats.connect(servers, connect_timeout=2, max_reconnect_attempts=-1)
     except Exception as exc:
         raise UnavailableError(f"cannot reach NATS at {url}: {exc}") from None
     seen = 0
     done = asyncio.Event()
 
-    async def on_msg(msg: nats.aio.msg.Msg) -> None:
+    async def on_msg(msg: Msg) -> None:
         nonlocal seen
         console.print(render(msg.subject, msg.data, raw), highlight=False)
         seen += 1
