@@ -40,7 +40,8 @@ DataDir = Annotated[Path, typer.Option("--data-dir", help="where state, logs and
 def _table(constellation: Constellation) -> Table:
     """The live table: every replica, its state, restarts and how it last ended."""
     table = Table(title="CHORUS constellation")
-    for col in ("service", "url", "pid", "state", "restarts", "last exit"):
+    table.add_column("service", no_wrap=True)
+    for col in ("url", "pid", "state", "restarts", "last exit"):
         table.add_column(col)
     records = constellation.supervisor.records if constellation.supervisor else {}
     for p in constellation.processes:
@@ -311,7 +312,8 @@ def status(
         console.print_json(json.dumps(rows))
     else:
         table = Table(title="CHORUS status")
-        for col in ("service", "url", "pid", "state", "ready", "health", "restarts", "last exit"):
+        table.add_column("service", no_wrap=True)
+        for col in ("url", "pid", "state", "ready", "health", "restarts", "last exit"):
             table.add_column(col)
         for r in rows:
             table.add_row(
