@@ -1,4 +1,10 @@
-"""Election processes for integration and fault tests."""
+"""Election processes for integration and fault tests.
+
+Scores are real (measured, unpinned): a test that needs one node to win gives it
+more capabilities (``CHORUS_ELECTION_CAPABILITIES``; each of the 5 wanted is
+worth 0.04 of the total, against a challenge margin of 0.05), or asserts on
+whoever wins.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ class ElectionGroup:
         self.base = base
         self.procs: dict[str, ServiceProcess] = {}
 
-    def start(self, node: str, uptime: float = 0.5, **env: str) -> ServiceProcess:
+    def start(self, node: str, capabilities: int = 0, **env: str) -> ServiceProcess:
         proc = ServiceProcess(
             instance=node,
             service="election",
@@ -33,8 +39,7 @@ class ElectionGroup:
                 "CHORUS_ADMIN_TOKEN": "test-admin-token",
                 "CHORUS_HEALTH_INTERVAL_SECONDS": "0.5",
                 "CHORUS_DATA_DIR": str(self.base / node),
-                # pin every component so the order of scores is known to the test
-                "CHORUS_ELECTION_SCORE_OVERRIDE": f"uptime={uptime},capabilities=0.5,resources=0.5,network=0.5,experience=0",
+                "CHORUS_ELECTION_CAPABILITIES": ",".join(f"cap{i}" for i in range(capabilities)),
                 "CHORUS_ELECTION_ACTIONS_LOG": str(self.base / f"{node}.actions"),
                 **env,
             },
@@ -44,11 +49,24 @@ class ElectionGroup:
         return proc
 
     def view(self, node: str) -> dict[str, Any] | None:
+        return self.get(node, "/v1/admin")
+
+    def get(self, node: str, path: str) -> dict[str, Any] | None:
         try:
-            resp = httpx.get(f"{self.procs[node].url}/v1/admin", timeout=0.5)
+            resp = httpx.get(f"{self.procs[node].url}{path}", timeout=0.5)
             return resp.json() if resp.status_code == 200 else None
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):
             return None
+
+    def metric(self, node: str, name: str, **labels: str) -> float:
+        """One sample of this node's /metrics (0 when absent)."""
+        text = httpx.get(f"{self.procs[node].url}/metrics", timeout=2).text
+        for line in text.splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
 
     def admins(self) -> dict[str, int]:
         """node → term, for every live participant that says it is the admin."""

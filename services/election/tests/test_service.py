@@ -1,6 +1,10 @@
 """The shared service behaviour, run against the election service."""
 
-from collections.abc import Callable
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import nats
@@ -17,7 +21,14 @@ class TestElectionBehaviour(ServiceBehaviour):
     #: the participant tells election events apart by the last token of chorus.election.*
     poison_subjects = tuple(
         f"chorus.election.{event}"
-        for event in ("candidacy", "heartbeat", "discovery_request", "started", "winner")
+        for event in (
+            "candidacy",
+            "heartbeat",
+            "discovery_request",
+            "started",
+            "winner",
+            "stepdown",
+        )
     )
 
 
@@ -47,3 +58,70 @@ async def test_malformed_heartbeats_never_install_an_admin(
             assert view["admin"] == "node-a" and view["term"] == 3
         finally:
             await nc.close()
+
+
+class FakeLicensing:
+    """Answers the license gate's grant and renew requests on the bus, while ``granting``."""
+
+    def __init__(self, nc: Any) -> None:
+        self.nc = nc
+        self.granting = True
+        self.leases = 0
+
+    async def start(self) -> None:
+        for verb in ("grant", "renew", "release"):
+            await self.nc.subscribe(f"chorus.svc.licensing.lease-{verb}", cb=self._answer)
+
+    async def _answer(self, msg: Any) -> None:
+        if msg.subject.endswith("release"):
+            await msg.respond(b'{"ok": true}')
+            return
+        if not self.granting:
+            body = {"ok": False, "error": {"status": 409, "detail": "no seat for you"}}
+        else:
+            self.leases += 1
+            body = {"ok": True, "lease_id": "l1", "seat": 1, "expires_in_seconds": 1.0}
+        await msg.respond(json.dumps(body).encode())
+
+
+def _ticks(seconds: float) -> Iterator[None]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        yield
+
+
+async def test_a_replica_without_a_license_seat_neither_stands_nor_acts(
+    make_settings: Callable[..., ChorusSettings],
+) -> None:
+    """With licensing required, eligibility follows the seat: a replica whose seat goes away
+    steps down (reason license_unavailable), announces itself ineligible and stops acting;
+    it stands again when a seat is granted."""
+    settings = make_settings(ElectionSettings, license_required=True, node_id="lic-1")
+    service = ElectionService(settings)  # type: ignore[arg-type]
+    nc = await nats.connect(settings.nats_url)
+    licensing = FakeLicensing(nc)
+    await licensing.start()
+    try:
+        async with serve_in_process(service) as url, httpx.AsyncClient(base_url=url) as client:
+            participant = service.participant
+            assert participant is not None
+            await wait_until(lambda: participant.is_admin, timeout=10, message="admin")
+            licensing.granting = False
+            await wait_until(lambda: not participant.is_admin, timeout=5, message="step-down")
+            m = service.election_metrics
+            reasons = m.stepdowns.labels("license_unavailable")._value.get()
+            assert reasons == 1
+            # it stays out: never tries for the lease, announces eligible: false, does not act
+            acted = m.admin_actions._value.get()
+            for _ in _ticks(2.0):
+                assert not participant.is_admin
+                await asyncio.sleep(0.1)
+            assert m.admin_actions._value.get() == acted
+            (me,) = (await client.get("/v1/candidates")).json()["candidates"]
+            assert me["node_id"] == "lic-1" and me["eligible"] is False
+            view = (await client.get("/v1/admin")).json()
+            assert view["is_self"] is False and view["eligible"] is False
+            licensing.granting = True
+            await wait_until(lambda: participant.is_admin, timeout=10, message="admin again")
+    finally:
+        await nc.close()

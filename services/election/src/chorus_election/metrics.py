@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from chorus_common.election import COMPONENTS, Trigger
+from chorus_common.election import ADMIN_STEPPED_DOWN, COMPONENTS, StepDownReason, Trigger
 
 
 class ElectionMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.elections = Counter(
             "chorus_election_elections_total",
-            "Elections seen by this participant, by trigger",
+            "Elections seen by this participant, by trigger (the five triggers, or "
+            "admin_stepped_down when the admin announced a step-down)",
             ["trigger"],
             registry=registry,
         )
@@ -47,8 +48,28 @@ class ElectionMetrics:
         )
         self.stepdowns = Counter(
             "chorus_election_stepdowns_total",
-            "Times this participant stepped down, by reason",
+            "Times this participant gave up the admin seat, by reason (challenge, superseded, "
+            "requested, manual, license_unavailable, ineligible, lease_lost, shutdown)",
             ["reason"],
+            registry=registry,
+        )
+        self.admin_changes = Counter(
+            "chorus_election_admin_changes_total",
+            "Terms this participant won, by cause: the step-down reason when the previous "
+            "admin announced one, else the election trigger (summed over replicas: every "
+            "admin change in the cluster)",
+            ["cause"],
+            registry=registry,
+        )
+        self.challenger_lead = Gauge(
+            "chorus_election_challenger_lead",
+            "On the admin: the best other candidate's smoothed total minus its own "
+            "(a challenge needs more than the margin); 0 elsewhere",
+            registry=registry,
+        )
+        self.challenge_margin = Gauge(
+            "chorus_election_challenge_margin",
+            "How much higher a challenger's smoothed total must be to unseat the admin",
             registry=registry,
         )
         self.split_brain = Counter(
@@ -66,7 +87,11 @@ class ElectionMetrics:
             "Admin actions taken under a valid term",
             registry=registry,
         )
-        for trigger in Trigger:
-            self.elections.labels(trigger.value)
+        for trigger in (*Trigger, ADMIN_STEPPED_DOWN):
+            self.elections.labels(str(trigger))
+        for reason in StepDownReason:
+            self.stepdowns.labels(reason.value)
+        for cause in (*Trigger, *StepDownReason):
+            self.admin_changes.labels(cause.value)
         for name in (*COMPONENTS, "total"):
             self.score.labels(name)

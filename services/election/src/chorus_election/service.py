@@ -7,15 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from chorus_common.config import ChorusSettings
 from chorus_common.election import (
     COMPONENTS,
+    DEFAULT_CHALLENGE_MARGIN,
+    DEFAULT_SCORE_QUANTUM,
     DEFAULT_WEIGHTS,
+    SMOOTHING_HEARTBEATS,
     Participant,
     ParticipantHooks,
     ScoreSource,
+    StepDownReason,
     Timings,
 )
 from chorus_common.errors import ConflictError
@@ -32,6 +36,14 @@ class ElectionSettings(ChorusSettings):
     #: pin score components ("uptime=1,network=0.5"): for operators who want a preferred admin
     election_score_override: str = ""
     election_eligible: bool = True
+    #: a sitting admin is challenged only by a smoothed total higher than its own by more
+    #: than this (totals are in [0, 1]); electing with no admin alive uses no margin
+    election_challenge_margin: float = Field(DEFAULT_CHALLENGE_MARGIN, ge=0.0, le=1.0)
+    #: time constant of the moving average of score components, in seconds
+    #: (unset: SMOOTHING_HEARTBEATS heartbeats of the profile; 0 announces raw readings)
+    election_score_smoothing_seconds: float | None = Field(None, ge=0.0)
+    #: announced components are rounded to multiples of this (0: not rounded)
+    election_score_quantum: float = Field(DEFAULT_SCORE_QUANTUM, ge=0.0, le=0.25)
     #: append "term acted_at" per admin action to this file (fault tests audit it)
     election_actions_log: Path | None = None
 
@@ -63,6 +75,11 @@ class ElectionSettings(ChorusSettings):
         if unknown:
             raise ValueError(f"unknown score components {sorted(unknown)}; use {list(COMPONENTS)}")
         return {**DEFAULT_WEIGHTS, **given}
+
+    def smoothing_seconds(self) -> float:
+        if self.election_score_smoothing_seconds is not None:
+            return self.election_score_smoothing_seconds
+        return SMOOTHING_HEARTBEATS * self.timings().heartbeat
 
 
 def _pairs(text: str) -> dict[str, float]:
@@ -96,19 +113,31 @@ class ElectionService(Service):
                     handle.write(f"{term} {acted_at:.6f}\n")
 
         def tick(p: Participant) -> None:
+            now = time.monotonic()
             m.is_admin.set(1 if p.is_admin else 0)
             m.term.set(p.rules.admin_term)
-            m.candidates.set(len(p.rules.live_candidates(time.monotonic())))
+            m.candidates.set(len(p.rules.live_candidates(now)))
+            lead = 0.0
+            mine = p.rules.candidates.get(p.node_id)
+            others = [c for c in p.rules.live_candidates(now) if c.node_id != p.node_id]
+            if p.is_admin and mine is not None and others:
+                lead = max(c.total for c in others) - mine.total
+            m.challenger_lead.set(lead)
             if p.rules.admin:
                 m.heartbeat_lag.set(0 if p.is_admin else time.monotonic() - p.rules.admin_seen_at)
             for name, value in p.last_score.components.items():
                 m.score.labels(name).set(value)
             m.score.labels("total").set(p.last_score.total)
 
+        def elected(term: int, duration: float) -> None:
+            m.won.inc()
+            m.duration.observe(duration)
+
         hooks = ParticipantHooks(
             on_election=lambda trigger: m.elections.labels(trigger).inc(),
-            on_elected=lambda term, duration: (m.won.inc(), m.duration.observe(duration)),
-            on_stepdown=lambda reason: m.stepdowns.labels(reason.split(" ")[0]).inc(),
+            on_elected=elected,
+            on_admin_change=lambda cause: m.admin_changes.labels(cause).inc(),
+            on_stepdown=lambda reason: m.stepdowns.labels(reason.value).inc(),
             on_split_brain=m.split_brain.inc,
             on_admin_action=admin_action,
             on_tick=tick,
@@ -116,10 +145,28 @@ class ElectionService(Service):
         score = ScoreSource(
             capabilities=[c for c in s.election_capabilities.split(",") if c],
             weights=s.weights(),
+            smoothing=s.smoothing_seconds(),
+            quantum=s.election_score_quantum,
             overrides=_pairs(s.election_score_override),
         )
+        m.challenge_margin.set(s.election_challenge_margin)
+
+        def eligible() -> bool:
+            # the gate exists from before set-up when a license is required; a replica
+            # without a seat neither stands nor acts
+            return s.election_eligible and (self.gate is None or self.gate.open)
+
         self.participant = Participant(
-            self.bus, s.node_id, s.timings(), score, eligible=s.election_eligible, hooks=hooks
+            self.bus,
+            s.node_id,
+            s.timings(),
+            score,
+            eligible=eligible,
+            ineligible_reason=StepDownReason.LICENSE_UNAVAILABLE
+            if s.license_required
+            else StepDownReason.INELIGIBLE,
+            challenge_margin=s.election_challenge_margin,
+            hooks=hooks,
         )
         await self.participant.start()
 
@@ -180,7 +227,7 @@ class ElectionService(Service):
                     f"send this to the admin's replica"
                 )
             term = p.term
-            await p.step_down("requested")
+            await p.step_down(StepDownReason.REQUESTED)
             return {"stepped_down": True, "term": term}
 
     def health_document(self) -> dict[str, Any]:

@@ -5,6 +5,9 @@ Candidacies and heartbeats are core NATS messages (``chorus.election.candidacy``
 ``chorus.election.heartbeat``); elections started, winners and step-downs are
 kept in the ``CHORUS_ELECTION`` stream. Acting as admin requires holding the
 ``admin`` leader lease, whose term fences every admin action.
+
+Every election, every change of admin and every step-down is logged with its
+trigger and the scores that decided it, and reported to the hooks (metrics).
 """
 
 from __future__ import annotations
@@ -24,20 +27,29 @@ from nats.aio.msg import Msg
 from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Bus
 from chorus_common.election.rules import (
+    ADMIN_STEPPED_DOWN,
+    COMPONENTS,
+    DEFAULT_CHALLENGE_MARGIN,
     ElectionRules,
     ElectionStarted,
+    Score,
     State,
     StepDown,
+    StepDownReason,
     Timings,
     Trigger,
 )
 from chorus_common.election.score import ScoreSource
+from chorus_common.errors import ConflictError
 from chorus_common.leadership import LeaderLease
 from chorus_common.subjects import election_subject
 
 log = logging.getLogger("chorus.election")
 
 Duty = Callable[[int], Awaitable[None]]
+
+#: how often the round trip to NATS (the network component) is measured, in heartbeats
+RTT_EVERY = 10
 
 
 @dataclass
@@ -49,12 +61,29 @@ class ElectionRecord:
     winner: str | None = None
     term: int | None = None
     duration_seconds: float | None = None
+    #: the admin before this election (if one was known), its term and last announced total
+    previous_admin: str | None = None
+    previous_term: int | None = None
+    previous_total: float | None = None
+    #: for an election after an announced step-down: its reason
+    stepdown_reason: str | None = None
+    winner_total: float | None = None
+
+    @property
+    def cause(self) -> str:
+        """Why the admin changed: the step-down reason if the admin announced one,
+        else the trigger."""
+        return self.stepdown_reason or self.trigger
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "trigger": self.trigger,
+            "cause": self.cause,
             "started_at": self.started_at,
+            "previous_admin": self.previous_admin,
+            "previous_total": self.previous_total,
             "candidates": self.candidates,
+            "winner_total": self.winner_total,
             "winner": self.winner,
             "term": self.term,
             "duration_seconds": self.duration_seconds,
@@ -67,13 +96,20 @@ class ParticipantHooks:
 
     on_election: Callable[[str], None] = lambda trigger: None
     on_elected: Callable[[int, float], None] = lambda term, duration: None
-    on_stepdown: Callable[[str], None] = lambda reason: None
+    #: this participant became admin; the argument is the cause (ElectionRecord.cause)
+    on_admin_change: Callable[[str], None] = lambda cause: None
+    on_stepdown: Callable[[StepDownReason], None] = lambda reason: None
     on_split_brain: Callable[[], None] = lambda: None
     on_admin_action: Callable[[int, float], None] = lambda term, at: None
     on_tick: Callable[[Participant], None] = lambda p: None
 
 
 class Participant:
+    """``eligible`` may be a callable, asked on every tick and before every try for the
+    lease: a participant that stops being eligible (its license seat went away)
+    announces ``eligible: false``, never tries for the lease, and steps down with
+    ``ineligible_reason`` if it is the admin."""
+
     def __init__(
         self,
         bus: Bus,
@@ -81,25 +117,37 @@ class Participant:
         timings: Timings,
         score: ScoreSource,
         *,
-        eligible: bool = True,
+        eligible: bool | Callable[[], bool] = True,
+        ineligible_reason: StepDownReason = StepDownReason.INELIGIBLE,
+        challenge_margin: float = DEFAULT_CHALLENGE_MARGIN,
         hooks: ParticipantHooks | None = None,
     ) -> None:
         self.bus = bus
         self.node_id = node_id
         self.timings = timings
         self.score_source = score
-        self.rules = ElectionRules(node_id=node_id, timings=timings, eligible_self=eligible)
+        self._eligible: Callable[[], bool] = (
+            eligible if callable(eligible) else (lambda: bool(eligible))
+        )
+        self.ineligible_reason = ineligible_reason
+        self.rules = ElectionRules(
+            node_id=node_id,
+            timings=timings,
+            eligible_self=self._eligible(),
+            challenge_margin=challenge_margin,
+        )
         self.hooks = hooks or ParticipantHooks()
         self.history: deque[ElectionRecord] = deque(maxlen=100)
         self.current: ElectionRecord | None = None
         self.lease: LeaderLease | None = None
         self.duties_start: list[Duty] = []
         self.duties_stop: list[Duty] = []
-        self.last_score = score.measure()
+        #: the last announced (smoothed) score; measured for real once the bus is up
+        self.last_score = Score(dict.fromkeys(COMPONENTS, 0.0), score.weights)
         self._tasks: list[asyncio.Task[None]] = []
         self._sub: Any = None
-        self._ticks = 0
         self._elected_at: float | None = None
+        self._stepping_down = False
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -110,25 +158,32 @@ class Participant:
             self.node_id,
             ttl=self.timings.lease_ttl,
             interval=min(self.timings.heartbeat, self.timings.lease_ttl / 4),
-            eligible=lambda: self.rules.may_acquire(time.monotonic()),
+            eligible=self._may_acquire,
         )
         self.lease.on_elected.append(self._elected)
         self.lease.on_demoted.append(self._demoted)
         self._sub = await self.bus.nc.subscribe(election_subject("*"), cb=self._on_message)
+        with contextlib.suppress(Exception):
+            # the network component starts from a real reading, not from "no answer"
+            self.score_source.last_rtt = await self.bus.rtt(timeout=1)
         self.rules.start(time.monotonic())
         await self._announce()
         await self._discover()
         self.lease.start()
         self._tasks.append(asyncio.create_task(self._loop(), name="election-loop"))
+        self._tasks.append(asyncio.create_task(self._measure_rtt(), name="election-rtt"))
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
         self._tasks.clear()
         if self.lease is not None:
             was_admin = self.lease.is_leader
+            self._stepping_down = True
             await self.lease.stop(release=True)
             if was_admin:
-                await self._persist("stepdown", {"node": self.node_id, "reason": "shutdown"})
+                self._log_stepdown(StepDownReason.SHUTDOWN, "the participant stops")
+                self.hooks.on_stepdown(StepDownReason.SHUTDOWN)
+                await self._announce_stepdown(StepDownReason.SHUTDOWN)
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -143,10 +198,25 @@ class Participant:
     def term(self) -> int | None:
         return self.lease.term if self.lease is not None and self.lease.is_leader else None
 
+    @property
+    def eligible(self) -> bool:
+        """Whether this participant may stand (and act) now, asked afresh."""
+        try:
+            return bool(self._eligible())
+        except Exception:  # an eligibility check that fails says no
+            log.exception("eligibility check of %s failed; not standing", self.node_id)
+            return False
+
     def require_term(self, term: int) -> None:
-        """Fencing for admin actions: refuse a stale term."""
+        """Fencing for admin actions: refuse a stale term, or any term while ineligible."""
         assert self.lease is not None
         self.lease.require_term(term)
+        if not self.eligible:
+            raise ConflictError(
+                f"{self.node_id} holds term {term} but may not act: "
+                f"{self.ineligible_reason.value}; it is stepping down",
+                term=term,
+            )
 
     def admin_view(self) -> dict[str, Any]:
         rules = self.rules
@@ -155,6 +225,7 @@ class Participant:
             "admin": rules.admin,
             "term": rules.admin_term or None,
             "is_self": self.is_admin,
+            "eligible": rules.may_stand(time.monotonic()),
             "state": rules.state.value,
             "since_seconds": round(time.monotonic() - rules.admin_since, 3)
             if rules.admin
@@ -184,23 +255,79 @@ class Participant:
         started = self.rules.manual(time.monotonic())
         await self._started(started)
         if self.is_admin and self.lease is not None:
-            await self._step_down("manual election", hold=False)
+            await self._step_down(StepDownReason.MANUAL, "manual election", hold=False)
 
-    async def step_down(self, reason: str = "requested") -> None:
-        await self._step_down(reason, hold=True)
+    async def step_down(self, reason: StepDownReason = StepDownReason.REQUESTED) -> None:
+        await self._step_down(reason, "requested over REST", hold=True)
 
-    async def _step_down(self, reason: str, hold: bool) -> None:
+    async def _step_down(
+        self, reason: StepDownReason, detail: str, hold: bool, action: StepDown | None = None
+    ) -> None:
         assert self.lease is not None
         if not self.lease.is_leader:
             return
-        await self.lease.stop(release=True)
-        now = time.monotonic()
-        self.rules.lost_admin(now)
-        if not hold:
-            self.rules.hold_until = now
+        term = self.lease.term
+        self._stepping_down = True
+        try:
+            await self.lease.stop(release=True)
+        finally:
+            self._stepping_down = False
+        started = self.rules.stepped_down(reason, time.monotonic(), hold=hold)
+        self._log_stepdown(reason, detail, term, action)
         self.hooks.on_stepdown(reason)
-        await self._persist("stepdown", {"node": self.node_id, "reason": reason})
+        await self._announce_stepdown(reason, term, action)
+        await self._started(started)
         self.lease.start()
+
+    def _log_stepdown(
+        self,
+        reason: StepDownReason,
+        detail: str,
+        term: int | None = None,
+        action: StepDown | None = None,
+    ) -> None:
+        mine = self.rules.candidates.get(self.node_id)
+        admin_total = action.admin_total if action and action.admin_total is not None else None
+        if admin_total is None and mine is not None:
+            admin_total = mine.total
+        challenger = ""
+        if action is not None and action.challenger is not None:
+            challenger = f"; challenger {action.challenger} {action.challenger_total:.4f}"
+        else:
+            best = self.rules.best(time.monotonic())
+            if best is not None and best.node_id != self.node_id:
+                challenger = f"; best other candidate {best.node_id} {best.total:.4f}"
+        log.warning(
+            "%s steps down from term %s (reason %s): %s; admin score %s%s",
+            self.node_id,
+            term,
+            reason.value,
+            detail,
+            f"{admin_total:.4f}" if admin_total is not None else "unknown",
+            challenger,
+        )
+
+    async def _announce_stepdown(
+        self, reason: StepDownReason, term: int | None = None, action: StepDown | None = None
+    ) -> None:
+        """Tell the others at once (core NATS, kept in the stream too) so that they elect
+        now rather than after the heartbeats run out."""
+        mine = self.rules.candidates.get(self.node_id)
+        body: dict[str, Any] = {
+            "node": self.node_id,
+            "term": term,
+            "reason": reason.value,
+            "total": mine.total if mine is not None else None,
+        }
+        if action is not None and action.challenger is not None:
+            body["challenger"] = action.challenger
+            body["challenger_total"] = action.challenger_total
+        # a core publish: it never waits (the stream still keeps it), so a step-down while
+        # the bus is slow does not hold up the lease loop
+        with contextlib.suppress(Exception):
+            await self.bus.publish_core(
+                election_subject("stepdown"), json.dumps({**body, "at": time.time()}).encode()
+            )
 
     # -- the loop ----------------------------------------------------------------
 
@@ -226,27 +353,40 @@ class Participant:
                 wake = min(wake, deadline + 0.001)
             await asyncio.sleep(max(0.0, wake - now))
 
-    async def _tick(self) -> None:
-        self._ticks += 1
-        if self._ticks % 10 == 1:
+    async def _measure_rtt(self) -> None:
+        """The network component, measured beside the loop: a slow PONG must never hold
+        back a heartbeat (it used to run inline, before the heartbeat)."""
+        while True:
+            await asyncio.sleep(self.timings.heartbeat * RTT_EVERY)
             with contextlib.suppress(Exception):
                 self.score_source.last_rtt = await self.bus.rtt(timeout=1)
+
+    async def _tick(self) -> None:
+        eligible = self.eligible
+        self.rules.eligible_self = eligible
+        if self.is_admin and not eligible:
+            # do not act another heartbeat without the right to
+            await self._step_down(
+                self.ineligible_reason, "this participant may no longer stand", hold=True
+            )
         if self.is_admin and self._elected_at is not None:
             now = time.monotonic()
             self.score_source.admin_seconds += now - self._elected_at
             self._elected_at = now
-        await self._announce()
         term = self.term
         if term is not None:
-            # an admin action counts only if the lease is still valid after its timestamp
-            # was taken: a pause in between must not produce an action outside the term
-            acted_at = time.time()
-            if self.term == term:
-                self.hooks.on_admin_action(term, acted_at)
+            # heartbeat first: the followers' failover clock runs from it
             await self.bus.publish_core(
                 election_subject("heartbeat"),
                 json.dumps({"node": self.node_id, "term": term, "at": time.time()}).encode(),
             )
+        await self._announce()
+        if term is not None:
+            # an admin action counts only if the lease is still valid after its timestamp
+            # was taken: a pause in between must not produce an action outside the term
+            acted_at = time.time()
+            if self.term == term and self.eligible:
+                self.hooks.on_admin_action(term, acted_at)
         await self._decide()
         self.hooks.on_tick(self)
 
@@ -255,23 +395,28 @@ class Participant:
             if isinstance(action, ElectionStarted):
                 await self._started(action)
             elif isinstance(action, StepDown):
-                await self._step_down(action.reason, hold=True)
+                await self._step_down(action.reason, action.detail, hold=True, action=action)
         lease = self.lease
-        if lease is not None and not lease.is_leader and self.rules.may_acquire(time.monotonic()):
+        if lease is not None and not lease.is_leader and self._may_acquire():
             lease.poke()  # take the lease now, not at its next step
 
+    def _may_acquire(self) -> bool:
+        if not self.eligible:
+            self.rules.eligible_self = False
+            return False
+        return self.rules.may_acquire(time.monotonic())
+
     async def _announce(self) -> None:
-        score = self.score_source.measure()
-        self.last_score = score
         now = time.monotonic()
-        self.rules.on_candidacy(
-            self.node_id, score.total, score.components, now, self.rules.eligible_self
-        )
+        score = self.score_source.measure(now)
+        self.last_score = score
+        standing = self.rules.may_stand(now)
+        self.rules.on_candidacy(self.node_id, score.total, score.components, now, standing)
         body = {
             "node": self.node_id,
             "total": score.total,
             "components": score.components,
-            "eligible": self.rules.eligible_self,
+            "eligible": standing,
         }
         await self.bus.publish_core(election_subject("candidacy"), json.dumps(body).encode())
 
@@ -287,13 +432,36 @@ class Participant:
             self.rules.on_discovery_response(doc["admin"], int(doc["term"]), time.monotonic())
 
     async def _started(self, started: ElectionStarted) -> None:
-        self._open_record(started.trigger.value)
-        self.hooks.on_election(started.trigger.value)
-        await self._persist("started", {"node": self.node_id, "trigger": started.trigger.value})
+        trigger = str(started.trigger)
+        record = self._open_record(trigger, started.stepped_down, started.reason)
+        self.hooks.on_election(trigger)
+        best = self.rules.best(time.monotonic())
+        log.info(
+            "%s: election started (trigger %s%s); previous admin %s score %s; "
+            "best candidate %s score %s",
+            self.node_id,
+            trigger,
+            f", step-down reason {started.reason.value}" if started.reason else "",
+            record.previous_admin if record else None,
+            _fmt(record.previous_total if record else None),
+            best.node_id if best else None,
+            _fmt(best.total if best else None),
+        )
+        if started.trigger != ADMIN_STEPPED_DOWN:
+            await self._persist("started", {"node": self.node_id, "trigger": trigger})
 
-    def _open_record(self, trigger: str) -> None:
+    def _open_record(
+        self,
+        trigger: str,
+        previous: str | None = None,
+        stepdown_reason: StepDownReason | None = None,
+    ) -> ElectionRecord | None:
         if self.current is not None and self.current.winner is None:
-            return
+            if stepdown_reason is not None and self.current.stepdown_reason is None:
+                self.current.stepdown_reason = stepdown_reason.value
+            return self.current
+        previous = previous or self.rules.admin or self._last_admin()
+        known = self.rules.candidates.get(previous or "")
         self.current = ElectionRecord(
             trigger=trigger,
             started_at=time.time(),
@@ -303,16 +471,43 @@ class Participant:
                 for c in self.candidates_view()
                 if c["live"] and c["eligible"]
             ],
+            previous_admin=previous,
+            previous_term=self.rules.admin_term or None,
+            previous_total=known.total if known else None,
+            stepdown_reason=stepdown_reason.value if stepdown_reason else None,
         )
         self.history.append(self.current)
+        return self.current
 
-    def _close_record(self, winner: str, term: int) -> float | None:
+    def _last_admin(self) -> str | None:
+        for record in reversed(self.history):
+            if record.winner is not None:
+                return record.winner
+        return None
+
+    def _close_record(self, winner: str, term: int) -> ElectionRecord | None:
         record = self.current
         if record is None or record.winner is not None:
             return None
         record.winner, record.term = winner, term
         record.duration_seconds = round(time.monotonic() - record.started_mono, 4)
-        return record.duration_seconds
+        known = self.rules.candidates.get(winner)
+        record.winner_total = known.total if known else None
+        if record.previous_admin == winner and record.previous_term == term:
+            return record  # the same admin, still in its term: nothing changed hands
+        log.info(
+            "%s: admin is now %s with term %d (cause %s, %.3f s); its score %s; "
+            "previous admin %s score %s",
+            self.node_id,
+            winner,
+            term,
+            record.cause,
+            record.duration_seconds,
+            _fmt(record.winner_total),
+            record.previous_admin,
+            _fmt(record.previous_total),
+        )
+        return record
 
     async def _persist(self, event: str, body: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):
@@ -328,11 +523,12 @@ class Participant:
                 if self.rules.admin is None
                 else Trigger.ADMIN_HEARTBEAT_TIMEOUT.value
             )
-        duration = self._close_record(self.node_id, term) or 0.0
+        record = self._close_record(self.node_id, term)
+        duration = record.duration_seconds or 0.0 if record else 0.0
         self.rules.became_admin(term, now)
         self._elected_at = now
         self.hooks.on_elected(term, duration)
-        log.info("%s is admin with term %d", self.node_id, term)
+        self.hooks.on_admin_change(record.cause if record else Trigger.ADMIN_HEARTBEAT_TIMEOUT)
         await self.bus.publish_core(
             election_subject("heartbeat"),
             json.dumps({"node": self.node_id, "term": term, "at": time.time()}).encode(),
@@ -349,6 +545,16 @@ class Participant:
     async def _demoted(self, term: int) -> None:
         self.rules.lost_admin(time.monotonic())
         self._elected_at = None
+        if not self._stepping_down:
+            # not our decision: the lease lapsed (a pause, or the bus was unreachable)
+            # or someone took it over
+            started = self.rules.stepped_down(StepDownReason.LEASE_LOST, time.monotonic())
+            self._log_stepdown(
+                StepDownReason.LEASE_LOST, "the admin lease lapsed or was taken over", term
+            )
+            self.hooks.on_stepdown(StepDownReason.LEASE_LOST)
+            await self._announce_stepdown(StepDownReason.LEASE_LOST, term)
+            await self._started(started)
         for duty in self.duties_stop:
             try:
                 await duty(term)
@@ -386,9 +592,20 @@ class Participant:
                     self.hooks.on_split_brain()
                     await self._started(action)
                 elif isinstance(action, StepDown) and self.is_admin:
-                    await self._step_down(action.reason, hold=True)
+                    await self._step_down(action.reason, action.detail, hold=True, action=action)
             if (previous != self.rules.admin or before is not State.COMPLETE) and self.rules.admin:
                 self._close_record(self.rules.admin, self.rules.admin_term)
+        elif event == "stepdown" and doc.get("node") != self.node_id:
+            node = doc.get("node")
+            try:
+                reason = StepDownReason(str(doc.get("reason")))
+            except ValueError:
+                return
+            if not isinstance(node, str):
+                return
+            started = self.rules.on_stepdown(node, reason, now)
+            if started is not None:
+                await self._started(started)
         elif event == "discovery_request" and msg.reply and self.is_admin:
             await msg.respond(json.dumps({"admin": self.node_id, "term": self.term}).encode())
         elif event == "started" and doc.get("node") != self.node_id:
@@ -397,7 +614,11 @@ class Participant:
                 self.rules.on_election_started(trigger, now)
                 self._open_record(trigger.value)
                 if trigger is Trigger.MANUAL_TRIGGER and self.is_admin:
-                    await self._step_down("manual election", hold=False)
+                    await self._step_down(StepDownReason.MANUAL, "manual election", hold=False)
+
+
+def _fmt(total: float | None) -> str:
+    return "unknown" if total is None else f"{total:.4f}"
 
 
 __all__ = ["ElectionRecord", "Participant", "ParticipantHooks"]

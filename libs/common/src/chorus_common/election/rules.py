@@ -5,10 +5,17 @@ current monotonic time and acts on what :meth:`ElectionRules.tick` returns.
 Who may act as admin is decided by the leader lease (fencing); these rules
 decide who may *try*: the best-scoring live candidate, subject to the
 stability windows.
+
+Stability: measured scores are noisy (CPU load sampled every heartbeat), so
+every participant announces a *smoothed* score (:class:`ScoreSmoother`), and a
+sitting admin is challenged only by a candidate whose smoothed total beats
+its own by more than ``challenge_margin`` (hysteresis). With no admin alive
+the best smoothed score wins outright.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,6 +35,31 @@ class Trigger(StrEnum):
     SPLIT_BRAIN_DETECTED = "split_brain_detected"
     QUORUM_RESTORED = "quorum_restored"
     MANUAL_TRIGGER = "manual_trigger"
+
+
+class StepDownReason(StrEnum):
+    """Why an admin gave up (or lost) its seat; the bounded label of the step-down metric."""
+
+    CHALLENGE = "challenge"  # a candidate beats it by more than the margin after min_tenure
+    SUPERSEDED = "superseded"  # another admin holds a higher term
+    REQUESTED = "requested"  # POST /v1/stepdown
+    MANUAL = "manual"  # a manual election
+    LICENSE_UNAVAILABLE = "license_unavailable"  # its license seat went away
+    INELIGIBLE = "ineligible"  # it may no longer stand for another reason
+    LEASE_LOST = "lease_lost"  # its lease lapsed (a pause, or the bus was unreachable)
+    SHUTDOWN = "shutdown"
+
+
+#: Not one of the five triggers: the admin announced a step-down, so the others need not wait
+#: for its heartbeats to run out. Elections it starts carry this label and the step-down reason.
+ADMIN_STEPPED_DOWN = "admin_stepped_down"
+
+#: a challenge needs the challenger's smoothed total to beat the admin's by more than this
+DEFAULT_CHALLENGE_MARGIN = 0.05
+#: components are announced rounded to this step, so that the last digits never differ
+DEFAULT_SCORE_QUANTUM = 0.01
+#: the smoothing time constant, in heartbeats, when none is configured
+SMOOTHING_HEARTBEATS = 20
 
 
 COMPONENTS = ("uptime", "capabilities", "resources", "network", "experience")
@@ -67,6 +99,40 @@ def normalise(value: float, full: float) -> float:
     if full <= 0:
         return 0.0
     return max(0.0, min(1.0, value / full))
+
+
+def quantise(value: float, quantum: float) -> float:
+    """Round ``value`` to a multiple of ``quantum`` (0 leaves it alone), kept in [0, 1]."""
+    if quantum <= 0:
+        return max(0.0, min(1.0, value))
+    return max(0.0, min(1.0, round(round(value / quantum) * quantum, 9)))
+
+
+@dataclass
+class ScoreSmoother:
+    """An exponential moving average of each component over time, then quantised.
+
+    ``tau`` is the time constant in seconds: a sample ``dt`` after the previous
+    one moves the average by ``1 - exp(-dt / tau)`` of the difference, so the
+    result does not depend on how often samples come. The first sample is
+    taken as it is.
+    """
+
+    tau: float
+    quantum: float = DEFAULT_SCORE_QUANTUM
+    averages: dict[str, float] = field(default_factory=dict)
+    last_at: float | None = None
+
+    def update(self, components: dict[str, float], now: float) -> dict[str, float]:
+        if self.last_at is None or self.tau <= 0:
+            self.averages = dict(components)
+        else:
+            alpha = 1.0 - math.exp(-max(0.0, now - self.last_at) / self.tau)
+            for name, value in components.items():
+                previous = self.averages.get(name, value)
+                self.averages[name] = previous + alpha * (value - previous)
+        self.last_at = now
+        return {name: quantise(value, self.quantum) for name, value in self.averages.items()}
 
 
 def ranking_key(node_id: str, total: float) -> tuple[float, str]:
@@ -114,17 +180,29 @@ class Candidate:
     components: dict[str, float]
     seen_at: float
     eligible: bool = True
+    #: since when it has been heard without a gap of ``failover`` (a challenger must have
+    #: been around for ``min_tenure``, so that a fresh node's first samples never win)
+    live_since: float = 0.0
 
 
 @dataclass(frozen=True)
 class ElectionStarted:
-    trigger: Trigger
+    #: a :class:`Trigger` member, or ``ADMIN_STEPPED_DOWN``
+    trigger: str
     at: float
+    #: for ``ADMIN_STEPPED_DOWN``: who stepped down and why
+    stepped_down: str | None = None
+    reason: StepDownReason | None = None
 
 
 @dataclass(frozen=True)
 class StepDown:
-    reason: str
+    reason: StepDownReason
+    detail: str
+    #: for a challenge: the challenger, its total and the admin's own total
+    challenger: str | None = None
+    challenger_total: float | None = None
+    admin_total: float | None = None
 
 
 Action = ElectionStarted | StepDown
@@ -135,6 +213,7 @@ class ElectionRules:
     node_id: str
     timings: Timings
     eligible_self: bool = True
+    challenge_margin: float = DEFAULT_CHALLENGE_MARGIN
     rng: random.Random = field(default_factory=random.Random)
     state: State = State.IDLE
     started_at: float = 0.0
@@ -163,7 +242,10 @@ class ElectionRules:
         now: float,
         eligible: bool = True,
     ) -> None:
-        self.candidates[node_id] = Candidate(node_id, total, components, now, eligible)
+        known = self.candidates.get(node_id)
+        fresh = known is None or now - known.seen_at >= self.timings.failover
+        since = now if fresh or known is None else known.live_since
+        self.candidates[node_id] = Candidate(node_id, total, components, now, eligible, since)
 
     def on_heartbeat(self, node_id: str, term: int, now: float) -> list[Action]:
         actions: list[Action] = []
@@ -188,8 +270,26 @@ class ElectionRules:
             self.state = State.COMPLETE
             self.pending = None
         if self.i_am_admin and node_id != self.node_id and term > 0:
-            actions.append(StepDown(f"another admin {node_id} holds term {term}"))
+            actions.append(
+                StepDown(
+                    StepDownReason.SUPERSEDED,
+                    f"another admin {node_id} holds term {term} (ours {self.admin_term})",
+                )
+            )
         return actions
+
+    def on_stepdown(
+        self, node_id: str, reason: StepDownReason, now: float
+    ) -> ElectionStarted | None:
+        """The admin announced that it stepped down: elect now instead of waiting out its
+        heartbeats. An announcement from anyone but the admin we follow changes nothing."""
+        if node_id != self.admin or node_id == self.node_id:
+            return None
+        self.admin = None
+        self.admin_seen_at = float("-inf")
+        started = ElectionStarted(ADMIN_STEPPED_DOWN, now, node_id, reason)
+        self._start_round(started)
+        return started
 
     def on_discovery_response(self, admin: str, term: int, now: float) -> None:
         self.on_heartbeat(admin, term, now)
@@ -212,6 +312,19 @@ class ElectionRules:
             self.admin = None
         self.hold_until = now + self.timings.failover  # let someone else take it
 
+    def stepped_down(
+        self, reason: StepDownReason, now: float, hold: bool = True
+    ) -> ElectionStarted:
+        """This participant gave up (or lost) the seat: hold back (unless ``hold`` is false)
+        and take part in the election that follows, labelled with the reason."""
+        self.lost_admin(now)
+        if not hold:
+            self.hold_until = now
+        self.admin_seen_at = float("-inf")
+        started = ElectionStarted(ADMIN_STEPPED_DOWN, now, self.node_id, reason)
+        self._start_round(started)
+        return started
+
     def manual(self, now: float) -> ElectionStarted:
         return self._trigger(Trigger.MANUAL_TRIGGER, now)
 
@@ -227,11 +340,19 @@ class ElectionRules:
 
     def _trigger(self, trigger: Trigger, now: float) -> ElectionStarted:
         started = ElectionStarted(trigger, now)
+        self._start_round(started)
+        return started
+
+    def _start_round(self, started: ElectionStarted) -> None:
         self.pending = started
         # randomized, so that nodes triggering together do not all act at once
         self.delay = self.timings.jitter * (0.5 + self.rng.random())
         self.state = State.ELECTING
-        return started
+
+    def may_stand(self, now: float) -> bool:
+        """Whether this participant announces itself eligible: not while it is ineligible,
+        nor while it holds back after giving up the seat (so another takes it)."""
+        return self.eligible_self and now >= self.hold_until
 
     def live_candidates(self, now: float) -> list[Candidate]:
         return [
@@ -257,19 +378,35 @@ class ElectionRules:
             self.admin = None
             actions.append(self._trigger(Trigger.ADMIN_HEARTBEAT_TIMEOUT, now))
         if self.i_am_admin:
-            best = self.best(now)
-            tenure = now - self.admin_since
-            if (
-                best is not None
-                and best.node_id != self.node_id
-                and self.node_id in self.candidates
-                and ranking_key(best.node_id, best.total)
-                < ranking_key(self.node_id, self.candidates[self.node_id].total)
-                and tenure >= self.timings.min_tenure
-                and now - self.last_election_at >= self.timings.min_interval
-            ):
-                actions.append(StepDown(f"{best.node_id} scores higher after minimum tenure"))
+            challenge = self.challenge(now)
+            if challenge is not None:
+                actions.append(challenge)
         return actions
+
+    def challenge(self, now: float) -> StepDown | None:
+        """A step-down for the best live candidate if it beats this admin's smoothed total
+        by more than ``challenge_margin``, after ``min_tenure`` and ``min_interval``, and
+        has itself been heard for ``min_tenure``. Anything closer is noise."""
+        mine = self.candidates.get(self.node_id)
+        best = self.best(now)
+        if (
+            mine is None
+            or best is None
+            or best.node_id == self.node_id
+            or now - self.admin_since < self.timings.min_tenure
+            or now - self.last_election_at < self.timings.min_interval
+            or now - best.live_since < self.timings.min_tenure
+            or best.total - mine.total <= self.challenge_margin
+        ):
+            return None
+        return StepDown(
+            StepDownReason.CHALLENGE,
+            f"{best.node_id} scores {best.total:.4f} against {self.node_id}'s "
+            f"{mine.total:.4f}, more than the margin {self.challenge_margin:g}",
+            challenger=best.node_id,
+            challenger_total=best.total,
+            admin_total=mine.total,
+        )
 
     def next_deadline(self, now: float) -> float | None:
         """The next moment ``tick`` or ``may_acquire`` may decide something new: discovery
@@ -290,7 +427,7 @@ class ElectionRules:
 
     def may_acquire(self, now: float) -> bool:
         """Whether this participant should try for the lease now."""
-        if not self.eligible_self or now < self.hold_until:
+        if not self.may_stand(now):
             return False
         if self.state in (State.IDLE, State.DISCOVERING):
             return False
