@@ -90,6 +90,17 @@ def start_up(
     return proc, time.monotonic() - started, lines
 
 
+def not_ready_logs(data_dir: Path) -> str:
+    """The log tails of the instances that were not ready, for the error."""
+    state = json.loads((data_dir / "up.json").read_text())
+    tails = [
+        f"\n--- {s['name']} ({s.get('state')}):\n" + Path(s["log"]).read_text()[-3000:]
+        for s in state["services"]
+        if s.get("state") != "ready"
+    ]
+    return "".join(tails)
+
+
 def stop_up(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGINT)
     try:
@@ -109,8 +120,11 @@ def main(trials: int, idle: float, shapes: list[str]) -> None:
                 data = Path(tmp) / f"up-{shape}-{trial}"
                 proc, elapsed, lines = start_up(data, options)
                 if not any("all " in line and READY_LINE in line for line in lines):
+                    logs = not_ready_logs(data)
                     stop_up(proc)
-                    raise RuntimeError(f"chorus up {' '.join(options)}:\n" + "\n".join(lines))
+                    raise RuntimeError(
+                        f"chorus up {' '.join(options)}:\n" + "\n".join(lines) + logs
+                    )
                 times[shape].append(elapsed)
                 if shape == "light" and trial == trials - 1:
                     time.sleep(idle)
