@@ -74,6 +74,16 @@ async def test_invariants_hold_under_random_faults(tmp_path: Path) -> None:
         violations += inv.single_holder_per_term(await workload.tasks_on_board())
         violations += inv.completed_by_one_agent(seen.completions)
         violations += inv.no_overlapping_admin_terms(seen.admin_answers)
+        # with real scores the admin changes only when a fault hits it or the bus
+        wall_to_mono = time.monotonic() - time.time()
+        disruptions = [
+            inv.Disruption(f.target, f.at + wall_to_mono, f.at + wall_to_mono + f.seconds)
+            for f in c.faults
+        ]
+        nats_nodes = {s.server_name or "" for s in c.cluster.servers}
+        violations += inv.admin_changes_follow_faults(
+            seen.admin_answers, disruptions, always_disruptive=nats_nodes
+        )
 
         async def all_readable() -> bool:
             return not inv.records_readable(seen.dht_written, await workload.read_records())

@@ -69,3 +69,22 @@ def test_unreadable_or_changed_records_are_reported() -> None:
         "record ucxl://a reads {'n': 9}, written {'n': 1}",
         "record ucxl://b not readable",
     ]
+
+
+def test_an_admin_change_without_a_fault_on_the_admin_or_the_bus_is_reported() -> None:
+    answers = [
+        AdminAnswer("e1", 1, 0.0, 0.1),
+        AdminAnswer("e1", 1, 5.0, 5.1),
+        AdminAnswer("e2", 2, 6.0, 6.1),  # e1 was killed at 5.5: explained
+        AdminAnswer("e3", 3, 40.0, 40.1),  # only e1 (not the admin) paused: noise
+        AdminAnswer("e1", 4, 60.0, 60.1),  # a NATS node went down at 59
+    ]
+    faults = [
+        inv.Disruption("e1", 5.5, 6.5),
+        inv.Disruption("e1", 38.0, 39.0),
+        inv.Disruption("n0", 59.0, 60.0),
+    ]
+    assert inv.admin_changes_follow_faults(answers, faults, always_disruptive={"n0"}) == [
+        "admin changed from e2 (term 2) to e3 (term 3) with no fault on e2 or the bus"
+    ]
+    assert inv.admin_changes_follow_faults(answers[:3], faults) == []

@@ -107,6 +107,48 @@ def no_overlapping_admin_terms(answers: Iterable[AdminAnswer]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class Disruption:
+    """A fault as the admin invariant sees it: whom it hit, from when to when (monotonic)."""
+
+    target: str
+    start: float
+    end: float
+
+
+def admin_changes_follow_faults(
+    answers: Iterable[AdminAnswer],
+    disruptions: Iterable[Disruption],
+    always_disruptive: Iterable[str] = (),
+    grace: float = 10.0,
+) -> list[str]:
+    """The admin changes only when a fault hit it (or a target in ``always_disruptive``,
+    such as a NATS node), never because of noise in the scores.
+
+    A new term is explained by a disruption of the previous admin's node, or of an
+    always-disruptive target, that began before the new admin was first seen and ended
+    at most ``grace`` seconds before (a restarted node takes a while to rejoin).
+    """
+    faults = list(disruptions)
+    shared = set(always_disruptive)
+    out: list[str] = []
+    previous: AdminAnswer | None = None
+    for a in sorted(answers, key=lambda a: a.asked):
+        if previous is not None and a.term > previous.term:
+            hit = {previous.node, *shared}
+            if not any(
+                f.target in hit and f.start <= a.answered and a.asked <= f.end + grace
+                for f in faults
+            ):
+                out.append(
+                    f"admin changed from {previous.node} (term {previous.term}) to {a.node} "
+                    f"(term {a.term}) with no fault on {previous.node} or the bus"
+                )
+        if previous is None or a.term > previous.term:
+            previous = a
+    return out
+
+
 def records_readable(written: Mapping[str, Any], read: Mapping[str, Any]) -> list[str]:
     """Every acknowledged DHT write reads back with the value written."""
     out: list[str] = []
