@@ -1,10 +1,12 @@
 """Admin failover after SIGKILL: p50/p99 over many trials, default profile beside chorus-compat.
 
-Three election processes on a fresh nats-server; each trial SIGKILLs the admin
-and measures, from the kill, until another participant reports itself admin
-with a higher term (polling every 10 ms), then restarts the killed process.
+Three election processes on a fresh nats-server, each measuring its own score
+(nothing pinned: no ``CHORUS_ELECTION_SCORE_OVERRIDE``); each trial SIGKILLs
+the admin and measures, from the kill, until another participant reports
+itself admin with a higher term (polling every 10 ms), then restarts the
+killed process.
 
-    .venv/bin/python bench/bench_failover.py [--trials 30] [--compat-trials 3]
+    .venv/bin/python bench/bench_failover.py [--trials 30] [--compat-trials 3] [--quick]
 """
 
 from __future__ import annotations
@@ -92,9 +94,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--compat-trials", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="2 trials, no chorus-compat ones")
     args = parser.parse_args()
+    if args.quick:
+        args.trials, args.compat_trials = 2, 0
     default = run("default", args.trials)
-    conditions = f"3 election processes, {len(default)} SIGKILLs of the admin"
+    conditions = f"3 election processes, real scores, {len(default)} SIGKILLs of the admin"
     figures = [
         Figure("failover", "failover p50 (default profile)", statistics.median(default), "s"),
         Figure(

@@ -155,9 +155,10 @@ def main() -> None:
     args = parser.parse_args()
     seconds = 20.0 if args.quick else args.minutes * 60
     result = run(seconds, args.load, args.traffic)
+    span = f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:.0f} s"
     conditions = (
         f"3 election processes, real scores, {args.load} busy-loop processes on "
-        f"{os.cpu_count()} cores, {args.traffic} bus msgs/s, {seconds / 60:g} min"
+        f"{os.cpu_count()} cores, {args.traffic} bus msgs/s, {span}"
     )
     print(f"admin changes by cause (summed over replicas): {result['admin_changes']}")
     print(f"step-downs by reason: {result['stepdowns']}")
@@ -167,7 +168,7 @@ def main() -> None:
     figures = [
         Figure(
             "stability",
-            f"admin term changes in {seconds / 60:g} min under CPU load",
+            f"admin term changes in {span} under CPU load",
             float(result["term_changes"]),  # type: ignore[arg-type]
             "changes",
             target=at_most(0),
