@@ -52,15 +52,19 @@ def test_every_service_is_present_with_healthcheck_and_dependencies() -> None:
         assert "/health/ready" in " ".join(svc["healthcheck"]["test"])
         assert svc["depends_on"]["nats"]["condition"] == "service_healthy"
         if name != "licensing":
-            assert svc["depends_on"]["licensing"]["condition"] == "service_healthy"
+            # started, not healthy: with no license the others still start and each says why it
+            # is not ready (license_unavailable), and CHORUS_LICENSE_REQUIRED=false works unlicensed
+            assert svc["depends_on"]["licensing"]["condition"] == "service_started"
         assert svc["environment"]["CHORUS_NODE_ID"] == name
         assert svc["read_only"] is True
     assert services["nats"]["healthcheck"] and services["redis"]["healthcheck"]
 
 
 def test_compose_environment_matches_the_chart() -> None:
-    compose_env = set(COMPOSE["services"]["election"]["environment"])
-    assert compose_env <= chart_env(), compose_env - chart_env()
+    names = chart_env()
+    for instance in INSTANCES:
+        compose_env = set(COMPOSE["services"][instance]["environment"])
+        assert compose_env <= names, (instance, compose_env - names)
 
 
 def test_compose_nats_is_durable() -> None:
@@ -131,3 +135,92 @@ def test_compose_nats_config_is_accepted_by_nats_server_only_with_passwords(
     assert ok.returncode == 0, ok.stdout + ok.stderr
     refused = check(bare)  # no password set: the server does not start open
     assert refused.returncode != 0 and "CHORUS_NATS_PASSWORD_" in refused.stdout + refused.stderr
+
+
+# -- the license: mounted into licensing from CHORUS_LICENSE_DIR, required by every other service --
+
+_VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} (unset or empty: the default)."""
+
+    def one(match: re.Match[str]) -> str:
+        name, kind, arg = match.groups()
+        if env.get(name):
+            return env[name]
+        if kind == "?":
+            raise ValueError(f"{name}: {arg}")
+        return arg if kind == "-" else ""
+
+    return _VARIABLE.sub(one, value)
+
+
+def _license_mount() -> tuple[str, str, str]:
+    """(host source, container path, mode) of the licensing service's license mount."""
+    mounts = [
+        tuple(v.rsplit(":", 2))
+        for v in COMPOSE["services"]["licensing"]["volumes"]
+        if isinstance(v, str) and "CHORUS_LICENSE_DIR" in v
+    ]
+    assert len(mounts) == 1, COMPOSE["services"]["licensing"]["volumes"]
+    source, target, mode = mounts[0]
+    return source, target, mode
+
+
+def test_every_service_but_licensing_requires_a_license_unless_opted_out() -> None:
+    services = COMPOSE["services"]
+    assert "CHORUS_LICENSE_REQUIRED" not in services["licensing"]["environment"]
+    for name in INSTANCES:
+        if name == "licensing":
+            continue
+        value = services[name]["environment"]["CHORUS_LICENSE_REQUIRED"]
+        assert interpolate(value, {}) == "true", name  # the default: fail closed
+        assert interpolate(value, {"CHORUS_LICENSE_REQUIRED": "false"}) == "false", name
+
+
+def test_licensing_mounts_the_license_dir_read_only_with_the_env_pointing_into_it() -> None:
+    source, target, mode = _license_mount()
+    assert mode == "ro"
+    assert interpolate(source, {}) == "./license"
+    assert interpolate(source, {"CHORUS_LICENSE_DIR": "/srv/lic"}) == "/srv/lic"
+    env = COMPOSE["services"]["licensing"]["environment"]
+    assert env["CHORUS_LICENSE_FILE"] == f"{target}/license.json"
+    assert env["CHORUS_LICENSE_ISSUER_KEY"] == f"{target}/issuer.pub"
+    assert not any(  # no other service sees the license directory
+        target in str(v)
+        for name in INSTANCES
+        if name != "licensing"
+        for v in COMPOSE["services"][name].get("volumes", [])
+    )
+
+
+def test_the_license_made_as_the_header_says_is_accepted_by_compose_licensing(
+    tmp_path: Path,
+) -> None:
+    """The `chorus-license dev` line atop compose.yaml, run for real, then verified as the
+    licensing container would: its CHORUS_CLUSTER, the files under the mounted directory."""
+    import shlex
+
+    from chorus_licensing.cli import main
+    from chorus_licensing.license import load_license_file, verify_license
+
+    header = (ROOT / "compose.yaml").read_text().split("\nname:", 1)[0]
+    line = next(x for x in header.splitlines() if "chorus-license dev" in x)
+    argv = shlex.split(line.lstrip("# "))
+    assert argv[0].endswith("chorus-license") and argv[1] == "dev"
+    out = argv.index("--out") + 1
+    source, target, _ = _license_mount()
+    assert argv[out] == interpolate(source, {})  # it writes where compose mounts from
+    argv[out] = str(tmp_path)
+    assert main(argv[1:]) == 0
+
+    env = COMPOSE["services"]["licensing"]["environment"]
+    cluster = interpolate(env["CHORUS_CLUSTER"], {})
+    in_container = {
+        f"{target}/{p.name}": p for p in tmp_path.iterdir()
+    }  # the host directory as the container sees it
+    license_file = in_container[env["CHORUS_LICENSE_FILE"]]
+    issuer_pub = in_container[env["CHORUS_LICENSE_ISSUER_KEY"]].read_text().strip()
+    lic = verify_license(load_license_file(license_file.read_text()), issuer_pub, cluster)
+    assert lic.cluster_id == cluster

@@ -29,6 +29,12 @@ def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     return docs
 
 
+def render_notes(values: dict[str, Any] | None = None) -> str:
+    chart = helm.Chart.load(str(CHART))
+    manifests = chart.render(values or {}, name="chorus", namespace="chorus", is_install=True)
+    return next(text for path, text in manifests.items() if path.endswith("NOTES.txt"))
+
+
 def load_profile(name: str) -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(PROFILES[name].read_text())
     return data
@@ -106,6 +112,8 @@ def test_ha_profile_scales_and_monitors() -> None:
         ({"config": {"logLevel": "LOUD"}}, "logLevel"),
         ({"surprise": True}, "surprise"),
         ({"config": {"extraEnv": {"NOT_CHORUS": "x"}}}, "NOT_CHORUS"),
+        ({"licensing": {"required": "yes"}}, "required"),
+        ({"licensing": {"secret": "mine"}}, "secret"),
     ],
 )
 def test_bad_values_are_rejected_by_the_schema(values: dict[str, Any], names: str) -> None:
@@ -202,3 +210,185 @@ def test_an_existing_nats_keeps_its_own_credentials(profile: str) -> None:
             assert env["CHORUS_NATS_USER"]["valueFrom"]["secretKeyRef"]["name"] == auth_secret
         else:
             assert "CHORUS_NATS_USER" not in env and "CHORUS_NATS_PASSWORD" not in env
+
+
+# -- the license: licensing gets it from a Secret mounted as a directory; every other service
+#    holds a seat (CHORUS_LICENSE_REQUIRED) unless licensing.required=false --------------------
+
+LICENSE_DIR = "/etc/chorus/license"
+SEAT_HOLDERS = {"election", "pubsub-gateway", "dht", "coordinator", "backbeat", "hap"}
+
+
+def _containers(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        name: w["spec"]["template"]["spec"]["containers"][0]
+        for name, w in _service_workloads(docs).items()
+    }
+
+
+def _license_required(docs: list[dict[str, Any]]) -> dict[str, str | None]:
+    required: dict[str, str | None] = {}
+    for name, container in _containers(docs).items():
+        entry = _env(container).get("CHORUS_LICENSE_REQUIRED")
+        required[name] = None if entry is None else entry["value"]
+    return required
+
+
+def _license_volume(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The licensing pod's license volume and its mount."""
+    pod = _by(docs, "Deployment")["chorus-licensing"]["spec"]["template"]["spec"]
+    mounts = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == LICENSE_DIR]
+    assert len(mounts) == 1, pod["containers"][0]["volumeMounts"]
+    volume = next(v for v in pod["volumes"] if v["name"] == mounts[0]["name"])
+    return volume, mounts[0]
+
+
+@pytest.mark.parametrize("profile", ["default", *PROFILES])
+def test_every_service_but_licensing_holds_a_seat_by_default(profile: str) -> None:
+    docs = render({} if profile == "default" else load_profile(profile))
+    required = _license_required(docs)
+    assert set(required) == SEAT_HOLDERS | {"licensing"}
+    assert required.pop("licensing") is None  # it grants the seats
+    assert required == dict.fromkeys(SEAT_HOLDERS, "true")
+    # not hidden in the shared ConfigMap either, where a container env would override it
+    assert "CHORUS_LICENSE_REQUIRED" not in _by(docs, "ConfigMap")["chorus-config"]["data"]
+
+
+@pytest.mark.parametrize("profile", ["default", "trial"])
+def test_licensing_off_is_false_on_every_service(profile: str) -> None:
+    values = {} if profile == "default" else load_profile(profile)
+    docs = render({**values, "licensing": {"required": False}})
+    required = _license_required(docs)
+    assert required.pop("licensing") is None
+    assert required == dict.fromkeys(SEAT_HOLDERS, "false")
+
+
+def test_a_service_env_can_set_its_own_license_required_without_a_duplicate() -> None:
+    docs = render(
+        {
+            "services": {
+                "election": {
+                    "enabled": True,
+                    "replicas": 3,
+                    "env": {"CHORUS_LICENSE_REQUIRED": "false"},
+                }
+            }
+        }
+    )
+    required = _license_required(docs)  # _env fails on a duplicate name
+    assert required["election"] == "false"
+    assert {required[n] for n in SEAT_HOLDERS - {"election"}} == {"true"}
+
+
+def test_license_required_in_extra_env_is_refused_for_licensing_required() -> None:
+    chart = helm.Chart.load(str(CHART))
+    with pytest.raises(helm.HelmError) as info:
+        chart.render(
+            {"config": {"extraEnv": {"CHORUS_LICENSE_REQUIRED": "false"}}},
+            name="chorus",
+            namespace="chorus",
+            is_install=True,
+        )
+    assert "licensing.required" in str(info.value)
+
+
+def test_licensing_pod_mounts_the_license_secret_as_a_directory() -> None:
+    docs = render()
+    volume, mount = _license_volume(docs)
+    # no subPath: Kubernetes updates a Secret volume in place only when mounted as a directory
+    assert "subPath" not in mount and "subPathExpr" not in mount
+    assert mount["readOnly"] is True
+    # none configured yet: the pod starts anyway and says the license is missing
+    assert volume["secret"] == {"secretName": "chorus-license", "optional": True}
+    env = _env(_containers(docs)["licensing"])
+    assert env["CHORUS_LICENSE_FILE"]["value"] == f"{LICENSE_DIR}/license.json"
+    assert env["CHORUS_LICENSE_ISSUER_KEY"]["value"] == f"{LICENSE_DIR}/issuer.pub"
+    assert "chorus-license" not in _by(docs, "Secret")  # the chart renders none without a license
+    for name, container in _containers(docs).items():
+        if name != "licensing":
+            assert LICENSE_DIR not in {m["mountPath"] for m in container["volumeMounts"]}
+            assert "CHORUS_LICENSE_FILE" not in _env(container)
+
+
+def test_existing_license_secret_flows_into_the_licensing_pod() -> None:
+    values = {"licensing": {"existingSecret": "acme-license"}}
+    docs = render(values)
+    volume, mount = _license_volume(docs)
+    assert volume["secret"] == {"secretName": "acme-license"}  # named: it must exist
+    assert "subPath" not in mount
+    assert "chorus-license" not in _by(docs, "Secret")
+    assert _license_required(docs)["hap"] == "true"
+    # the existing-nats profile names one too, and lints and validates (above)
+    assert _license_volume(render(load_profile("existing-nats")))[0]["secret"] == {
+        "secretName": "chorus-license"
+    }
+
+
+def test_inline_license_from_chorus_license_dev_becomes_the_mounted_secret(
+    tmp_path: Path,
+) -> None:
+    """`chorus-license dev`, then --set-file licensing.license / licensing.issuerPub."""
+    import base64
+
+    from chorus_licensing.cli import main
+    from chorus_licensing.license import load_license_file, verify_license
+
+    assert main(["dev", "--out", str(tmp_path), "--cluster", "chorus"]) == 0
+    values = {
+        "licensing": {
+            "license": (tmp_path / "license.json").read_text(),
+            "issuerPub": (tmp_path / "issuer.pub").read_text(),
+        }
+    }
+    report = helm.lint(str(CHART), values, strict=True)
+    assert report["errors"] == []
+    docs = render(values)
+    for doc in docs:
+        if doc["kind"] not in CRDS:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    secret = _by(docs, "Secret")["chorus-license"]
+    files = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert set(files) == {"license.json", "issuer.pub"}  # never the private issuer.key
+    cluster = _by(docs, "ConfigMap")["chorus-config"]["data"]["CHORUS_CLUSTER"]
+    lic = verify_license(
+        load_license_file(files["license.json"]), files["issuer.pub"].strip(), cluster
+    )
+    assert lic.seats == 32
+    volume, _ = _license_volume(docs)
+    assert volume["secret"] == {"secretName": "chorus-license"}
+
+
+def test_half_an_inline_license_is_refused() -> None:
+    chart = helm.Chart.load(str(CHART))
+    with pytest.raises(helm.HelmError) as info:
+        chart.render(
+            {"licensing": {"license": "{}"}}, name="chorus", namespace="chorus", is_install=True
+        )
+    assert "licensing.issuerPub" in str(info.value)
+
+
+def test_notes_without_a_license_say_every_service_is_not_ready_and_how_to_fix_it() -> None:
+    notes = render_notes()
+    assert "license_unavailable" in notes and "not ready" in notes
+    assert "chorus-license dev --out ./license --cluster chorus\n" in notes
+    assert (
+        "kubectl -n chorus create secret generic chorus-license "
+        "--from-file=./license/license.json --from-file=./license/issuer.pub\n"
+    ) in notes
+    assert "--set licensing.existingSecret=chorus-license\n" in notes
+    assert "licensing is OFF" not in notes
+    # the cluster in the command is the one the services run as
+    other = render_notes({"config": {"cluster": "prod-eu"}})
+    assert "chorus-license dev --out ./license --cluster prod-eu\n" in other
+
+
+def test_notes_warn_when_licensing_is_off() -> None:
+    notes = render_notes({"licensing": {"required": False}})
+    assert "licensing is OFF" in notes and "fail-open" in notes
+    assert "license_unavailable" not in notes and "chorus-license dev" not in notes
+
+
+def test_notes_with_a_license_name_its_secret() -> None:
+    notes = render_notes({"licensing": {"existingSecret": "acme-license"}})
+    assert 'Secret "acme-license"' in notes and LICENSE_DIR in notes
+    assert "license_unavailable" not in notes and "licensing is OFF" not in notes

@@ -74,6 +74,30 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end -}}
 
+{{/* The Secret with the license (keys license.json, issuer.pub): licensing.existingSecret, or
+     the one the chart renders from licensing.license / licensing.issuerPub. */}}
+{{- define "chorus.licenseSecretName" -}}
+{{- default (printf "%s-license" (include "chorus.fullname" .)) .Values.licensing.existingSecret -}}
+{{- end -}}
+
+{{/* "true" when the values name a license (a Secret or the license inline), else empty */}}
+{{- define "chorus.licenseConfigured" -}}
+{{- if or .Values.licensing.existingSecret .Values.licensing.license -}}true{{- end -}}
+{{- end -}}
+
+{{/* Where the licensing pod mounts the license Secret: a directory, never a subPath, so an
+     updated Secret reaches the running pod (the licensing service reloads the file). */}}
+{{- define "chorus.licenseDir" -}}/etc/chorus/license{{- end -}}
+
+{{/* CHORUS_LICENSE_REQUIRED of a service that holds a seat (every one but licensing);
+     .svc is its services.<name> values: a CHORUS_LICENSE_REQUIRED in its env wins. */}}
+{{- define "chorus.licenseRequiredEnv" -}}
+{{- if not (hasKey .svc.env "CHORUS_LICENSE_REQUIRED") -}}
+- name: CHORUS_LICENSE_REQUIRED
+  value: {{ ternary "true" "false" .root.Values.licensing.required | quote }}
+{{- end -}}
+{{- end -}}
+
 {{- define "chorus.natsUrl" -}}
 {{- if .Values.nats.embedded.enabled -}}
 {{- printf "nats://%s-nats:4222" (include "chorus.fullname" .) -}}
