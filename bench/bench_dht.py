@@ -48,6 +48,7 @@ def latency(ops: int) -> list[Figure]:
                         port=free_port(),
                         env={
                             "CHORUS_NATS_URL": server.url,
+                            "CHORUS_LICENSE_REQUIRED": "false",  # no licensing service here
                             "CHORUS_NODE_ID": f"b{i}",
                             "CHORUS_ADMIN_TOKEN": "bench",
                             "CHORUS_DATA_DIR": str(base / f"b{i}"),

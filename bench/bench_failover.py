@@ -31,6 +31,7 @@ def start(node: str, nats_url: str, base: Path, profile: str) -> ServiceProcess:
         port=free_port(),
         env={
             "CHORUS_NATS_URL": nats_url,
+            "CHORUS_LICENSE_REQUIRED": "false",  # no licensing service here
             "CHORUS_NODE_ID": node,
             "CHORUS_ELECTION_PROFILE": profile,
             "CHORUS_DATA_DIR": str(base / node),

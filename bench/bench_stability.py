@@ -52,6 +52,7 @@ def start(node: str, nats_url: str, base: Path) -> ServiceProcess:
         port=free_port(),
         env={
             "CHORUS_NATS_URL": nats_url,
+            "CHORUS_LICENSE_REQUIRED": "false",  # no licensing service here
             "CHORUS_NODE_ID": node,
             "CHORUS_DATA_DIR": str(base / node),
             "CHORUS_LOG_LEVEL": "INFO",

@@ -36,6 +36,8 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "dht": ([], ["--ops", "20", "--nodes", "200"]),
     "coordinator": ([], ["--tasks", "10"]),
     "up": ([], ["--trials", "1", "--idle", "2"]),
+    # issue 19's bar: 10 minutes, 3 replicas, real scores, 2 busy loops, 500 bus msgs/s
+    "stability": (["--minutes", "10", "--load", "2", "--traffic", "500"], ["--quick"]),
 }
 
 

@@ -137,3 +137,37 @@ async def test_stop_returns_when_the_loop_swallows_a_cancellation(bus_client: Bu
     finally:
         for task in (stopping, loop):
             task.cancel()
+
+
+async def test_a_holder_that_may_no_longer_hold_gives_the_lease_up_at_once(
+    bus_client: Bus,
+) -> None:
+    """``may_hold`` false (its license seat went away): the holder releases the key, so a
+    contender takes over within a step, not after the ttl, and the holder never takes it back."""
+    seat = {"a": True}
+    demoted: list[int] = []
+    a = await LeaderLease.open(bus_client.js, "test", "a", ttl=5.0, may_hold=lambda: seat["a"])
+    a.on_demoted.append(lambda term: _append(demoted, term))
+    a.start()
+    term_a = await a.wait_until_leader(5)
+    b = await LeaderLease.open(bus_client.js, "test", "b", ttl=5.0)
+    b.start()
+    await asyncio.sleep(0.5)
+    assert a.is_leader and not b.is_leader
+    seat["a"] = False
+    started = time.monotonic()
+    a.poke()
+    assert await b.wait_until_leader(5) == term_a + 1
+    assert time.monotonic() - started < 2.5  # well inside the 5 s ttl: released, not expired
+    await wait_until(lambda: demoted == [term_a], timeout=5, message="a demoted")
+    await b.stop()  # released: free at once, but a still may not hold it
+    await asyncio.sleep(1.0)
+    assert not a.is_leader and await current_term(a.kv, "test") == (None, term_a + 1)
+    seat["a"] = True
+    a.poke()
+    assert await a.wait_until_leader(5) == term_a + 2
+    await a.stop()
+
+
+async def _append(into: list[int], term: int) -> None:
+    into.append(term)

@@ -27,7 +27,7 @@ out = {}
 try:
     good = ServiceProcess(
         instance="dht-forked", service="dht", port=free_port(), fork=True,
-        env={"CHORUS_NATS_URL": nats.url, "CHORUS_NODE_ID": "dht-forked",
+        env={"CHORUS_NATS_URL": nats.url, "CHORUS_LICENSE_REQUIRED": "false", "CHORUS_NODE_ID": "dht-forked",
              "CHORUS_DATA_DIR": str(base / "dht"), "CHORUS_ADMIN_TOKEN": "t"},
         log_path=base / "dht.log",
     ).start()

@@ -27,6 +27,7 @@ def start(nats_url: str, tmp_path: Path, node: str) -> ServiceProcess:
         port=free_port(),
         env={
             "CHORUS_NATS_URL": nats_url,
+            "CHORUS_LICENSE_REQUIRED": "false",  # no licensing service here
             "CHORUS_NODE_ID": node,
             "CHORUS_DATA_DIR": str(tmp_path / node),
             "CHORUS_BACKBEAT_TEMPO_BPM": str(TEMPO),

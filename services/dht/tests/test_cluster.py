@@ -30,6 +30,7 @@ class Cluster:
     def start(self, node: str) -> ServiceProcess:
         env = {
             "CHORUS_NATS_URL": self.nats_url,
+            "CHORUS_LICENSE_REQUIRED": "false",  # no licensing service here
             "CHORUS_NODE_ID": node,
             "CHORUS_DATA_DIR": str(self.base / node),
             "CHORUS_ADMIN_TOKEN": "test-admin-token",

@@ -35,6 +35,7 @@ class ElectionGroup:
             port=free_port(),
             env={
                 "CHORUS_NATS_URL": self.nats_url,
+                "CHORUS_LICENSE_REQUIRED": "false",  # no licensing service here
                 "CHORUS_NODE_ID": node,
                 "CHORUS_ADMIN_TOKEN": "test-admin-token",
                 "CHORUS_HEALTH_INTERVAL_SECONDS": "0.5",

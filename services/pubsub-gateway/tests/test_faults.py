@@ -35,6 +35,7 @@ def test_nats_restart_loses_no_acknowledged_envelope_and_secrets_stay_out_of_log
         port=free_port(),
         env={
             "CHORUS_NATS_URL": nats_server.url,
+            "CHORUS_LICENSE_REQUIRED": "false",  # no licensing service here
             "CHORUS_ADMIN_TOKEN": "test-admin-token",
             "CHORUS_HEALTH_INTERVAL_SECONDS": "0.3",
             "CHORUS_LOG_LEVEL": "DEBUG",

@@ -17,16 +17,30 @@ from typing import Any
 from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Bus
 from chorus_common.envelopes import Envelope, MessageType
-from chorus_common.errors import ChorusError, ConflictError, NotFoundError, UnavailableError
+from chorus_common.errors import (
+    ChorusError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    UnavailableError,
+)
 from chorus_common.feeds import FeedWriter
 from chorus_common.registry import AgentDirectory
 from chorus_common.signing import AgentKey
 
 _ERRORS: dict[str, type[ChorusError]] = {
     "conflict": ConflictError,
+    "forbidden": ForbiddenError,
     "not_found": NotFoundError,
     "unavailable": UnavailableError,
 }
+
+
+#: how often a verb refused for want of a license seat is sent again: the queue group picks
+#: a replica at random, so with one licensed replica of two, 16 retries all miss it once in
+#: 130,000 calls; a fleet with no seat at all answers license_unavailable within ~0.5 s
+LICENSE_RETRIES = 16
+LICENSE_RETRY_PAUSE = 0.02
 
 
 class Agent:
@@ -111,24 +125,36 @@ class Agent:
         await self.bus.publish(env)
 
     async def _call(self, verb: str, **body: Any) -> dict[str, Any]:
-        try:
-            msg = await self.bus.nc.request(
-                f"chorus.svc.coordinator.{verb}",
-                json.dumps({"agent": self.agent_id, **body}).encode(),
-                timeout=5,
-            )
-        except Exception as exc:
-            raise UnavailableError(
-                f"the coordinator did not answer {verb}: {exc or type(exc).__name__}"
-            ) from None
-        doc: dict[str, Any] = json.loads(msg.data)
-        if not doc.get("ok"):
+        """One coordinator verb over NATS; its refusal raised as the matching ChorusError.
+
+        A replica without a license seat refuses before doing anything, so the request
+        is sent again (up to ``LICENSE_RETRIES`` times): the queue group may hand it to
+        a replica that holds one. Only when none does is ``license_unavailable`` raised
+        (a ForbiddenError whose ``extra["reason"]`` says so).
+        """
+        request = json.dumps({"agent": self.agent_id, **body}).encode()
+        for attempt in range(LICENSE_RETRIES + 1):
+            try:
+                msg = await self.bus.nc.request(
+                    f"chorus.svc.coordinator.{verb}", request, timeout=5
+                )
+            except Exception as exc:
+                raise UnavailableError(
+                    f"the coordinator did not answer {verb}: {exc or type(exc).__name__}"
+                ) from None
+            doc: dict[str, Any] = json.loads(msg.data)
+            if doc.get("ok"):
+                task: dict[str, Any] = doc["task"]
+                return task
             error = doc.get("error", {})
-            raise _ERRORS.get(error.get("code", ""), ChorusError)(
-                error.get("detail", f"{verb} refused")
-            )
-        task: dict[str, Any] = doc["task"]
-        return task
+            unlicensed = error.get("reason") == "license_unavailable"
+            if not unlicensed or attempt == LICENSE_RETRIES:
+                extra = {k: v for k, v in error.items() if k in ("reason", "instance")}
+                raise _ERRORS.get(error.get("code", ""), ChorusError)(
+                    error.get("detail", f"{verb} refused"), **extra
+                )
+            await asyncio.sleep(LICENSE_RETRY_PAUSE)
+        raise AssertionError("unreachable")
 
     async def claim(self, task_id: str, repository: str = "") -> dict[str, Any]:
         task = await self._call("claim", task_id=task_id)

@@ -136,6 +136,9 @@ class Bus:
         self._closing = False
         self._atomic = True  # until a stream says it takes no atomic batches
         self.connected = asyncio.Event()
+        #: whether consumers may take messages now; the service sets it to its license
+        #: gate, so an unlicensed replica leaves the stream's messages for a licensed one
+        self.admit: Callable[[], bool] = lambda: True
 
     @property
     def nc(self) -> Client:
@@ -669,6 +672,10 @@ class Consumer:
         self._due = 0.0
 
     async def _pull(self) -> None:
+        if not self.bus.admit():  # no seat: ask nothing; the watchdog looks again
+            self._wanted = 0
+            self._due = time.monotonic() + PULL_RETRY
+            return
         self._wanted = self.batch
         self._due = time.monotonic() + PULL_SILENCE
         request = {
@@ -694,6 +701,12 @@ class Consumer:
             await self._on_status(msg.headers)
             return
         self._wanted -= 1
+        if not self.bus.admit():
+            # delivered on a pull sent while licensed: hand it back for after this pull
+            # request has expired, so the closed gate costs it one delivery, not max_deliver
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=PULL_EXPIRES + 1.0)
+            return
         self._handling = True
         try:
             await self._handle(msg)

@@ -63,8 +63,9 @@ class ChorusSettings(BaseSettings):
     data_dir: Path = Path(".chorus")
     redis_url: str | None = None
     otel_exporter: Literal["none", "console", "otlp"] = "none"
-    #: hold a seat lease from the licensing service or refuse state-changing work
-    license_required: bool = False
+    #: hold a seat lease from the licensing service or refuse work (fail closed); turning it
+    #: off is an explicit choice (CHORUS_LICENSE_REQUIRED=false), never the default
+    license_required: bool = True
 
 
 S = TypeVar("S", bound=ChorusSettings)

@@ -98,6 +98,9 @@ class LeaderLease:
 
     ``eligible`` lets a caller (the election service) decide when this
     participant may try to take the lease; by default any participant may.
+    ``may_hold`` is stronger: while it is false the participant neither takes the
+    lease nor keeps it — a holder gives it up (released, so another takes over
+    at once) — which is how a service without a license seat stops leading.
     """
 
     kv: KeyValue
@@ -107,6 +110,7 @@ class LeaderLease:
     margin: float | None = None
     interval: float | None = None
     eligible: Callable[[], bool] = lambda: True
+    may_hold: Callable[[], bool] = lambda: True
     on_elected: list[Callback] = field(default_factory=list)
     on_demoted: list[Callback] = field(default_factory=list)
     term: int | None = None
@@ -214,6 +218,9 @@ class LeaderLease:
             sent = time.monotonic()
             if not rules.holding(sent):
                 return
+            if not self.may_hold():
+                await self._give_up()
+                return
             record = LeaseRecord(self.holder, self.term, self.ttl)
             try:
                 self._revision = await self.kv.update(
@@ -230,7 +237,7 @@ class LeaderLease:
         try:
             entry = await self.kv.get(self.key)
         except KeyNotFoundError:
-            if self.eligible():
+            if self.eligible() and self.may_hold():
                 await self._acquire(None, 0, now)
             return
         assert entry.value is not None and entry.revision is not None
@@ -240,10 +247,22 @@ class LeaderLease:
         record = LeaseRecord.decode(entry.value)
         if record.holder is not None and record.holder != self.holder:
             self._takeover_at = rules.takeover_at(record)
-        if not self.eligible():
+        if not (self.eligible() and self.may_hold()):
             return
         if rules.may_take_over(record, entry.revision, now):
             await self._acquire(entry.revision, record.term, now)
+
+    async def _give_up(self) -> None:
+        """Release the key (holder None, same term) and stop acting: ``may_hold`` went false."""
+        assert self._rules is not None
+        log.warning(
+            "%s gives up %s (term %s): it may not hold it now", self.holder, self.key, self.term
+        )
+        with contextlib.suppress(Exception):
+            await self.kv.update(
+                self.key, LeaseRecord(None, self.term or 0, self.ttl).encode(), last=self._revision
+            )
+        self._rules.lost()
 
     async def _acquire(self, revision: int | None, old_term: int, now: float) -> None:
         assert self._rules is not None

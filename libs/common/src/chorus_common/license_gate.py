@@ -5,6 +5,11 @@ seat over NATS (``chorus.svc.licensing.lease-grant``), renews it at a third of
 its TTL, reports ``license`` as a critical health check, and refuses
 state-changing requests with 403 while it holds no valid lease. It takes a
 seat again by itself when the licensing service grants one.
+
+Why the gate is closed is logged once, as one ERROR line starting with
+``license_unavailable:`` (again only when the reason changes), after a start-up
+grace in which the licensing service may simply not be up yet; an operator
+reading a pod's log sees the cause, not a retry every second.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from chorus_common.errors import ForbiddenError
 log = logging.getLogger("chorus.license")
 
 SUBJECT = "chorus.svc.licensing.lease-{verb}"
+#: how long a starting service waits for its first seat before saying why it has none
+STARTUP_GRACE_SECONDS = 5.0
 
 
 class LicenseGate:
@@ -47,6 +54,8 @@ class LicenseGate:
         self.reason = "no seat lease yet: waiting for the licensing service"
         self._task: asyncio.Task[None] | None = None
         self._reported_open = False
+        self._logged_reason: str | None = None
+        self._started = time.monotonic()
 
     @property
     def open(self) -> bool:
@@ -107,10 +116,35 @@ class LicenseGate:
                     )
             if self.open != self._reported_open:
                 self._reported_open = self.open
+                self._log_change()
                 self.on_change()
+            elif not self.open:
+                self._log_closed()
             if self.open:  # wake when the lease runs out, to report the closed gate then
                 wait = min(wait, max(0.05, self.valid_until - time.monotonic()))
             await asyncio.sleep(wait)
+
+    def _log_change(self) -> None:
+        if self.open:
+            assert self.lease is not None
+            log.info("license seat %s held (lease %s)", self.lease["seat"], self.lease["lease_id"])
+            self._logged_reason = None
+        else:
+            self._log_closed(at_once=True)
+
+    def _log_closed(self, at_once: bool = False) -> None:
+        """One ERROR per distinct reason; none while a starting service waits its grace."""
+        if self.reason == self._logged_reason:
+            return
+        if not at_once and time.monotonic() - self._started < STARTUP_GRACE_SECONDS:
+            return
+        self._logged_reason = self.reason
+        log.error(
+            "license_unavailable: %s; this %s refuses work until it holds a seat "
+            "(CHORUS_LICENSE_REQUIRED=true)",
+            self.reason,
+            self.kind,
+        )
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)

@@ -130,6 +130,9 @@ class Service:
     description: ClassVar[str] = "CHORUS service"
     version: ClassVar[str] = "0.1.0"
     settings_class: ClassVar[type[ChorusSettings]] = ChorusSettings
+    #: whether this service's work needs a license seat (the licensing service, which
+    #: grants the seats, is the one that does not)
+    needs_seat: ClassVar[bool] = True
 
     def __init__(self, settings: ChorusSettings | None = None) -> None:
         self.settings = settings if settings is not None else load_settings(self.settings_class)
@@ -149,6 +152,10 @@ class Service:
         self.setup_done = asyncio.Event()
         self.setup_error: str | None = None
         self.gate: LicenseGate | None = None
+        #: called when the seat comes or goes (a leader lease steps at once, not at its next tick)
+        self.on_license_change: list[Callable[[], None]] = [self.health.poke]
+        # consumers pull only while this service may work (chorus_common.bus.Consumer)
+        self.bus.admit = lambda: self.licensed
         #: reports this service's operations on the beat (SPEC.md §8); started with the bus
         self.tracker = Tracker(self.bus, self.settings.node_id)
         self.app = self._build_app()
@@ -200,6 +207,55 @@ class Service:
 
         return check
 
+    @property
+    def gated(self) -> bool:
+        """Whether the license gate applies here (CHORUS_LICENSE_REQUIRED and a seat-needing service)."""
+        return self.settings.license_required and self.needs_seat
+
+    @property
+    def licensed(self) -> bool:
+        """May this service do its work now: no gate, or a valid seat lease.
+
+        Every path that changes state asks this — REST (``_LicenseGuard``), NATS micro
+        endpoints, JetStream consumers and leader leases — so no way in fails open.
+        """
+        return not self.gated or (self.gate is not None and self.gate.open)
+
+    def require_license(self) -> None:
+        """Raise 403 ``license_unavailable`` unless :attr:`licensed`."""
+        if not self.gated:
+            return
+        if self.gate is None:
+            raise ForbiddenError(
+                "this service holds no license seat yet: it is still connecting",
+                reason="license_unavailable",
+            )
+        self.gate.check()
+
+    def _license_changed(self) -> None:
+        for callback in self.on_license_change:
+            callback()
+
+    def _licensed_micro(self, endpoint: str, handler: MicroHandler) -> MicroHandler:
+        """A micro endpoint that answers ``{"ok": false, "error": <403 problem>}`` without a seat.
+
+        The same shape as the endpoints' own refusals, so an SDK agent's ``claim`` over
+        NATS fails exactly as its REST twin does (``reason: license_unavailable``).
+        """
+        errors = self.metrics.system.errors
+
+        async def guarded(request: MicroRequest) -> None:
+            try:
+                self.require_license()
+            except ChorusError as exc:
+                errors.labels(exc.code).inc()
+                problem = exc.to_problem(f"chorus.svc.{self.name}.{endpoint}")
+                await request.respond(json.dumps({"ok": False, "error": problem}).encode())
+                return
+            await handler(request)
+
+        return guarded
+
     async def _check_bus(self) -> str | None:
         if not self.bus.is_connected:
             raise UnavailableError(f"not connected to NATS at {self.settings.nats_url}")
@@ -239,9 +295,9 @@ class Service:
         group = self.micro.add_group(name=f"chorus.svc.{self.name}")
         await group.add_endpoint(name="health", handler=self._micro_health)
         await self.tracker.start()
-        if self.settings.license_required:
+        if self.gated:
             self.gate = LicenseGate(
-                self.bus, self.settings.node_id, self.name, on_change=self.health.poke
+                self.bus, self.settings.node_id, self.name, on_change=self._license_changed
             )
             self.health.add("license", self.gate.health, critical=True)
             self.gate.start()
@@ -249,7 +305,7 @@ class Service:
         # domain endpoints join the queue group only now: a request must never reach a
         # replica whose set-up is half done (it would fail where a ready replica answers)
         for endpoint, handler in self.micro_endpoints().items():
-            await group.add_endpoint(name=endpoint, handler=handler)
+            await group.add_endpoint(name=endpoint, handler=self._licensed_micro(endpoint, handler))
         self.setup_done.set()
         self.health.poke()
         log.info("%s ready on %s (bus %s)", self.name, self.http_url, self.settings.nats_url)
@@ -396,7 +452,7 @@ class Service:
         """Every error status a route answers, in problem+json, in the OpenAPI document."""
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         schemas["Problem"] = PROBLEM_SCHEMA
-        guarded = self.settings.license_required
+        guarded = self.gated
         for path, operations in doc.get("paths", {}).items():
             for method, operation in operations.items():
                 responses = operation.setdefault("responses", {})
@@ -550,15 +606,9 @@ class _LicenseGuard:
         self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        required = self.service.settings.license_required
-        if scope["type"] == "http" and required and scope.get("method") in self.MUTATING:
+        if scope["type"] == "http" and scope.get("method") in self.MUTATING:
             try:
-                if self.service.gate is None:
-                    raise ForbiddenError(
-                        "this service holds no license seat yet: it is still connecting",
-                        reason="license_unavailable",
-                    )
-                self.service.gate.check()
+                self.service.require_license()
             except ChorusError as exc:
                 self.service.metrics.system.errors.labels(exc.code).inc()
                 await problem_response(exc, scope.get("path"))(scope, receive, send)

@@ -106,7 +106,9 @@ class BackbeatService(Service):
             "backbeat",
             self.settings.node_id,
             ttl=self.settings.backbeat_lease_ttl_seconds,
+            may_hold=lambda: self.licensed,  # no seat: give the lease up, stop leading
         )
+        self.on_license_change.append(self.lease.poke)
         self.lease.start()
         self._subs.append(await self.bus.nc.subscribe(BACKBEAT_BEAT, cb=self._on_frame))
         self._subs.append(

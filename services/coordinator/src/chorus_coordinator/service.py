@@ -205,8 +205,13 @@ class CoordinatorService(Service):
         await self.view.start()
         self.registry = await self.bus.js.key_value(BUCKET_REGISTRY)
         self.lease = await LeaderLease.open(
-            self.bus.js, "coordinator", s.node_id, ttl=s.coordinator_lease_ttl_seconds
+            self.bus.js,
+            "coordinator",
+            s.node_id,
+            ttl=s.coordinator_lease_ttl_seconds,
+            may_hold=lambda: self.licensed,  # no seat: give the lease up, stop leading
         )
+        self.on_license_change.append(self.lease.poke)
         self.lease.start()
         await self.bus.subscribe(
             "chorus.hmmm.>", f"coordinator-{s.node_id}", self._on_hmmm, deliver_new_only=True

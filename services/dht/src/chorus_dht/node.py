@@ -67,8 +67,12 @@ class DhtNode:
         on_rpc: Callable[[str, str], None] = lambda op, r: None,
         on_repair: Callable[[], None] = lambda: None,
         on_corrupt: Callable[[], None] = lambda: None,
+        admit: Callable[[], bool] = lambda: True,
     ) -> None:
+        """``admit`` says whether this node may take and push copies now (its license seat):
+        without one it refuses STORE and pauses repair, and reads still answer."""
         self.bus, self.name, self.storage = bus, name, storage
+        self.admit = admit
         self.node_id = node_id_of(name)
         self.server = mode == "server" or (mode == "auto" and storage is not None)
         if mode == "server" and storage is None:
@@ -224,6 +228,8 @@ class DhtNode:
             target = int(key, 16)
             return {"nodes": [[f"{n:064x}", s] for n, s in self._closest_known(target, self.k)]}
         if op == "STORE":
+            if not self.admit():
+                return {"error": f"license_unavailable: {self.name} holds no license seat"}
             record = req["record"]
             if not intact(record):
                 return {"error": "record digest does not match its content"}
@@ -360,7 +366,7 @@ class DhtNode:
         while True:
             await asyncio.sleep(self.repair_interval)
             with contextlib.suppress(Exception):
-                if self.repair_due():
+                if self.admit() and self.repair_due():
                     await self.repair()
 
     def repair_due(self) -> bool:

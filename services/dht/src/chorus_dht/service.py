@@ -161,6 +161,7 @@ class DhtService(Service):
             on_rpc=lambda kind, result: self.m_rpcs.labels(kind, result).inc(),
             on_repair=self.m_repairs.inc,
             on_corrupt=self.m_corrupt.inc,
+            admit=lambda: self.licensed,
         )
         await self.node.start()
         self.m_under.set_function(lambda: self.node.under_replicated)

@@ -152,9 +152,8 @@ class ElectionService(Service):
         m.challenge_margin.set(s.election_challenge_margin)
 
         def eligible() -> bool:
-            # the gate exists from before set-up when a license is required; a replica
-            # without a seat neither stands nor acts
-            return s.election_eligible and (self.gate is None or self.gate.open)
+            # a replica without a seat neither stands nor acts (Service.licensed)
+            return s.election_eligible and self.licensed
 
         self.participant = Participant(
             self.bus,
@@ -163,7 +162,7 @@ class ElectionService(Service):
             score,
             eligible=eligible,
             ineligible_reason=StepDownReason.LICENSE_UNAVAILABLE
-            if s.license_required
+            if self.gated
             else StepDownReason.INELIGIBLE,
             challenge_margin=s.election_challenge_margin,
             hooks=hooks,

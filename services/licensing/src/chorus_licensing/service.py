@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,8 @@ from chorus_licensing.breaker import CircuitBreaker
 from chorus_licensing.license import License, LicenseError, load_license_file, verify_license
 from chorus_licensing.online import OnlineStatus, Unreachable, UpstreamClient
 from chorus_licensing.seats import SeatTable
+
+log = logging.getLogger("chorus.licensing")
 
 
 class LicensingSettings(ChorusSettings):
@@ -67,6 +70,7 @@ class LicensingService(Service):
     name = "licensing"
     description = "License validation and cluster seat leases"
     settings_class = LicensingSettings
+    needs_seat = False  # it grants the seats; every other service holds one
     settings: LicensingSettings
 
     def __init__(self, settings: LicensingSettings | None = None) -> None:
@@ -81,6 +85,10 @@ class LicensingService(Service):
         self.seats: SeatTable | None = None
         self.clock = time.time  # tests advance it to cross the 72 h grace
         self._task: asyncio.Task[None] | None = None
+        self._seat_kv: Any = None
+        self._file_seen: tuple[int, int, int] | None = None
+        #: why the last replacement of the license file was refused (the old one stays)
+        self.reload_error: str | None = None
         r = self.metrics.registry
         self.m_validations = Counter(
             "chorus_licensing_validations_total",
@@ -119,25 +127,107 @@ class LicensingService(Service):
 
     # -- license state ------------------------------------------------------------
 
-    def _load(self) -> None:
+    def _read(self) -> tuple[Any, License]:
+        """The license file's document and verified license, or the LicenseError saying why not."""
         s = self.settings
+        if s.license_file is None:
+            raise LicenseError(
+                "missing",
+                "no license configured (set CHORUS_LICENSE_FILE; "
+                "`chorus-license dev --out DIR` makes a development one)",
+            )
+        if not s.issuer_key():
+            raise LicenseError(
+                "missing", "no issuer key configured (set CHORUS_LICENSE_ISSUER_KEY)"
+            )
         try:
-            if s.license_file is None:
-                raise LicenseError("missing", "no license configured (set CHORUS_LICENSE_FILE)")
-            if not s.issuer_key():
-                raise LicenseError(
-                    "missing", "no issuer key configured (set CHORUS_LICENSE_ISSUER_KEY)"
-                )
-            try:
-                text = s.license_file.read_text()
-            except OSError as exc:
-                raise LicenseError("malformed", f"cannot read {s.license_file}: {exc}") from None
-            self.license_doc = load_license_file(text)
-            self.license = verify_license(self.license_doc, s.issuer_key(), s.cluster)
+            text = s.license_file.read_text()
+        except OSError as exc:
+            raise LicenseError("malformed", f"cannot read {s.license_file}: {exc}") from None
+        doc = load_license_file(text)
+        return doc, verify_license(doc, s.issuer_key(), s.cluster)
+
+    def _load(self) -> None:
+        self._file_seen = self._fingerprint()
+        try:
+            self.license_doc, self.license = self._read()
         except LicenseError as exc:
             self.license_error = exc
             self.license = None
+            # the one line an operator needs: every other service will say license_unavailable
+            log.error("license unusable: %s; no service gets a seat until it is fixed", exc.detail)
         self.health.add("license", self._check_license, critical=True)
+
+    def _fingerprint(self) -> tuple[int, int, int] | None:
+        """What changes when the file is renewed or replaced, a mounted Secret's swap included."""
+        path = self.settings.license_file
+        if path is None:
+            return None
+        try:
+            st = path.stat()  # follows the symlinks a Kubernetes Secret volume swaps
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    async def reload_if_changed(self) -> bool:
+        """Pick up a renewed or replaced license file without a restart; True if it changed.
+
+        A replacement that does not verify never takes away a license that does: the
+        current one stays in force (until it expires) and the refusal is logged and shown
+        in the status as ``reload_error``.
+        """
+        seen = await asyncio.to_thread(self._fingerprint)
+        if seen == self._file_seen:
+            return False
+        self._file_seen = seen
+        try:
+            doc, lic = await asyncio.to_thread(self._read)
+        except LicenseError as exc:
+            if self.license is None:
+                self.license_error = exc
+            else:
+                self.reload_error = exc.detail
+            log.error(
+                "the license file changed but cannot be used (%s)%s",
+                exc.detail,
+                f"; license {self.license.license_id} stays in force" if self.license else "",
+            )
+            self.health.poke()
+            return True
+        old = self.license
+        self.license_doc, self.license = doc, lic
+        self.license_error = None
+        self.reload_error = None
+        if self.seats is not None:
+            self.seats.seats = lic.seats
+        elif self._seat_kv is not None:  # no license at start: the seat table opens now
+            await self._open_seats()
+        self.m_seats_total.set(lic.seats)
+        url = self.settings.license_upstream_url
+        if url and (old is None or old.license_id != lic.license_id):
+            if self.upstream is None:
+                self.upstream = UpstreamClient(url, self.breaker)
+            self.online.result = "pending"  # a new license is activated before it grants
+            await self.validate_online("activate")
+        log.info(
+            "license reloaded: %s for %s, %d seats, until %s (was %s)",
+            lic.license_id,
+            lic.customer,
+            lic.seats,
+            lic.expires_at.isoformat(),
+            old.license_id if old else "none",
+        )
+        self.health.poke()
+        return True
+
+    async def _open_seats(self) -> None:
+        assert self.license is not None
+        if self._seat_kv is None:
+            self._seat_kv = await self.bus.js.key_value(BUCKET_LEASES)
+        self.seats = SeatTable(
+            self._seat_kv, self.license.seats, self.settings.license_lease_ttl_seconds
+        )
+        self.m_seats_total.set(self.license.seats)
 
     def usable(self) -> tuple[bool, str | None]:
         if self.license is None:
@@ -164,10 +254,9 @@ class LicensingService(Service):
         s = self.settings
         if s.licensing_mode == "authority":
             return
+        self._seat_kv = await self.bus.js.key_value(BUCKET_LEASES)
         if self.license is not None:
-            kv = await self.bus.js.key_value(BUCKET_LEASES)
-            self.seats = SeatTable(kv, self.license.seats, s.license_lease_ttl_seconds)
-            self.m_seats_total.set(self.license.seats)
+            await self._open_seats()
         if s.license_upstream_url and self.license is not None:
             self.upstream = UpstreamClient(s.license_upstream_url, self.breaker)
             self.online.result = "pending"
@@ -183,6 +272,10 @@ class LicensingService(Service):
         last = time.monotonic()
         while True:
             await asyncio.sleep(min(1.0, self.settings.license_validate_interval_seconds))
+            try:
+                await self.reload_if_changed()
+            except Exception:  # a reload must never stop validation and the gauges
+                log.exception("reloading the license file failed")
             if self.upstream is not None and (
                 time.monotonic() - last >= self.settings.license_validate_interval_seconds
             ):
@@ -267,6 +360,8 @@ class LicensingService(Service):
             "features": lic.features if lic else [],
             "seats": {"total": lic.seats if lic else 0},
             "expires_at": lic.expires_at.isoformat() if lic else None,
+            "license_file": str(self.settings.license_file) if self.settings.license_file else None,
+            "reload_error": self.reload_error,
             "online": {
                 "upstream": self.settings.license_upstream_url,
                 "result": self.online.result,

@@ -307,6 +307,7 @@ class ServiceBehaviour:
             port=free_port(),
             env={
                 "CHORUS_NATS_URL": nats_url,
+                "CHORUS_LICENSE_REQUIRED": "false",  # no licensing service here
                 "CHORUS_DATA_DIR": str(tmp_path / "data"),
                 "CHORUS_HEALTH_INTERVAL_SECONDS": "0.5",
                 "CHORUS_ADMIN_TOKEN": "test-admin-token",

@@ -73,6 +73,9 @@ def make_settings(nats_url: str, tmp_path: Path) -> Callable[..., ChorusSettings
             "data_dir": tmp_path / "data",
             "admin_token": "test-admin-token",
             "node_id": "test-node",
+            # the one place tests turn the license gate off: a test about licensing turns
+            # it back on (license_required=True) and runs a licensing service beside it
+            "license_required": False,
         }
         values.update(overrides)
         return cls(**values)
