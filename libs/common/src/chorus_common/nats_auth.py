@@ -41,6 +41,7 @@ from chorus_common.subjects import (
 )
 from chorus_common.topology import (
     BUCKET_ELECTION,
+    BUCKET_HAP_SESSIONS,
     BUCKET_LEASES,
     BUCKET_REGISTRY,
     BUCKET_TASKS,
@@ -213,8 +214,13 @@ BACKBEAT = _service(
 
 HAP = _service(
     "hap",
-    "people's signed envelopes and directory entries; reads chorus.> for the live feed",
-    publish=[*ENVELOPES, kv(BUCKET_REGISTRY, "agent.>"), "chorus.svc.licensing.health"],
+    "people's signed envelopes and directory entries, web sessions; reads chorus.> for the feed",
+    publish=[
+        *ENVELOPES,
+        kv(BUCKET_REGISTRY, "agent.>"),
+        kv(BUCKET_HAP_SESSIONS),
+        "chorus.svc.licensing.health",
+    ],
     subscribe=["chorus.>"],
 )
 

@@ -70,12 +70,15 @@ BUCKET_ELECTION = "chorus-election"
 BUCKET_LEASES = "chorus-leases"
 BUCKET_TASKS = "chorus-tasks"
 BUCKET_REGISTRY = "chorus-registry"
+BUCKET_HAP_SESSIONS = "chorus-hap-sessions"
 
 BUCKETS: tuple[BucketSpec, ...] = (
     BucketSpec(BUCKET_ELECTION, "Admin lease and fencing term", history=5),
     BucketSpec(BUCKET_LEASES, "License seat leases", history=1),
     BucketSpec(BUCKET_TASKS, "Task board", history=10),
     BucketSpec(BUCKET_REGISTRY, "Agents, capabilities and public keys", history=1),
+    # records expire by per-message TTL; the bucket's TTL bounds them and their delete markers
+    BucketSpec(BUCKET_HAP_SESSIONS, "HAP web sessions", history=1, ttl=7 * DAY),
 )
 
 

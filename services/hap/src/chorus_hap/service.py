@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -10,7 +11,9 @@ from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
 from chorus_common.service import Service, problem_responses
+from chorus_common.topology import BUCKET_HAP_SESSIONS
 from chorus_hap.portal import Portal
+from chorus_hap.sessions import SessionSeal, SessionStore, load_session_key
 from chorus_hap.settings import HapSettings
 from chorus_hap.web import install_web
 
@@ -27,6 +30,8 @@ class HapService(Service):
     description = "Human Agent Portal: terminal and web UI"
     settings_class = HapSettings
     settings: HapSettings
+    #: the web UI signs people in with its own session cookie (chorus_hap.sessions)
+    session_paths = ("/ui",)
 
     def __init__(self, settings: HapSettings | None = None) -> None:
         super().__init__(settings)
@@ -60,6 +65,13 @@ class HapService(Service):
             self.portal.admin_token = s.admin_token.get_secret_value()
         await self.portal.start()
         await self.portal.person(s.agent_id())
+        # an empty value (compose's ${CHORUS_HAP_SESSION_KEY:-}) means the data folder's key
+        setting = (s.hap_session_key.get_secret_value() if s.hap_session_key else "") or None
+        key = await asyncio.to_thread(load_session_key, setting, s.data_dir)
+        self.sessions = SessionStore(
+            await self.bus.js.key_value(BUCKET_HAP_SESSIONS),
+            SessionSeal(key, s.hap_session_seconds),
+        )
 
     async def teardown(self) -> None:
         await self.portal.stop()

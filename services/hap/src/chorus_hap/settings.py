@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from chorus_common.config import ChorusSettings
 
@@ -16,7 +16,14 @@ class HapSettings(ChorusSettings):
     hap_mode: Literal["terminal", "web"] = "web"
     #: web logins: "token=agent_id" pairs, comma-separated; the admin token logs in as hap_agent_id
     hap_tokens: str = ""
-    hap_session_seconds: float = Field(default=8 * 3600.0, gt=0)
+    #: at most a week: the sessions bucket keeps nothing longer (chorus_common.topology)
+    hap_session_seconds: float = Field(default=8 * 3600.0, ge=1, le=7 * 24 * 3600.0)
+    #: keys session records; every replica needs the same one (a Secret). Unset: a random
+    #: key made once in the data folder (hap-session.key, 0600)
+    hap_session_key: SecretStr | None = None
+    #: "auto": Secure cookies when the request came over https (TLS here, or a proxy's
+    #: X-Forwarded-Proto: https); "always": for a TLS proxy that sends no such header
+    hap_secure_cookies: Literal["auto", "always"] = "auto"
     #: votes needed to close a decision
     hap_quorum: int = Field(default=2, ge=1)
     #: a DHT node for the UCXL browser and decision records

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import json
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,19 +17,32 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chorus_common.errors import ChorusError
+from chorus_common.errors import ChorusError, UnavailableError
 from chorus_hap.portal import WIZARD_TYPES, FeedItem
+from chorus_hap.sessions import SessionError
 
 if TYPE_CHECKING:
     from chorus_hap.service import HapService
 
 HERE = Path(__file__).parent
 COOKIE = "hap_session"
-
-
-class SessionError(Exception):
-    pass
+#: how often an idle live feed sends a keep-alive and checks its session is still open
+KEEP_ALIVE_SECONDS = 15.0
+#: the UI loads only its own script and stylesheet (no inline code) and talks only to itself
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+UI_HEADERS = (
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    # page URLs carry UCXL addresses and subject filters: send them nowhere
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
 
 
 def _templates() -> Environment:
@@ -39,49 +52,68 @@ def _templates() -> Environment:
     return env
 
 
-class Sessions:
-    """Signed, expiring session cookies: ``agent|expires|mac``."""
+def over_https(request: Request) -> bool:
+    """Whether the browser reached us over TLS: uvicorn's own, or a proxy's (X-Forwarded-Proto).
 
-    def __init__(self, secret: bytes, lifetime: float) -> None:
-        self.secret, self.lifetime = secret, lifetime
+    The header is believed from anyone: all it can do is add ``Secure`` (and HSTS),
+    which only narrows where the browser sends the cookie.
+    """
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
 
-    def _mac(self, body: str) -> str:
-        return hmac.new(self.secret, body.encode(), hashlib.sha256).hexdigest()
 
-    def issue(self, agent: str, now: float | None = None) -> str:
-        body = f"{agent}|{(now or time.time()) + self.lifetime:.0f}"
-        return f"{body}|{self._mac(body)}"
+class SecurityHeaders:
+    """Adds CSP, framing, sniffing and referrer headers to every ``/ui`` response.
 
-    def agent(self, cookie: str | None, now: float | None = None) -> str:
-        if not cookie:
-            raise SessionError("please sign in")
-        body, _, mac = cookie.rpartition("|")
-        if not hmac.compare_digest(mac, self._mac(body)):
-            raise SessionError("your session is not valid; please sign in again")
-        agent, _, expires = body.partition("|")
-        if float(expires) < (now or time.time()):
-            raise SessionError("your session has expired; please sign in again")
-        return agent
+    Pure ASGI (not ``BaseHTTPMiddleware``) so the live feed's SSE stream passes
+    through untouched.  Pages, not static files, are also marked ``no-store``: a
+    signed-in page must not outlive its session in a shared cache or the back button.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not (path == "/ui" or path.startswith("/ui/")):
+            await self.app(scope, receive, send)
+            return
+        extra = list(UI_HEADERS)
+        if not path.startswith("/ui/static/"):
+            extra.append((b"cache-control", b"no-store"))
+        if over_https(Request(scope)):
+            extra.append((b"strict-transport-security", b"max-age=31536000"))
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def install_web(app: FastAPI, service: HapService) -> None:
     templates = _templates()
     settings = service.settings
-    secret = hashlib.sha256(
-        (settings.admin_token.get_secret_value() if settings.admin_token else "").encode()
-        + settings.node_id.encode()
-        + b"hap-sessions"
-    ).digest()
-    sessions = Sessions(secret, settings.hap_session_seconds)
+    logins = settings.logins()  # settings are frozen: a token removed takes a restart
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="hap-static")
+    app.add_middleware(SecurityHeaders)
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("title", name)
         html = templates.get_template(name).render(**context)
         return HTMLResponse(html, status_code=status)
 
-    def who(request: Request) -> str:
-        return sessions.agent(request.cookies.get(COOKIE))
+    async def who(request: Request) -> str:
+        return await service.sessions.person(request.cookies.get(COOKIE), logins, time.time())
+
+    def person_of(token: str) -> str | None:
+        """The person a token signs in, compared in constant time against every token."""
+        found = None
+        for known, person in logins.items():
+            if hmac.compare_digest(token.encode(), known.encode()):
+                found = person
+        return found
 
     async def form(request: Request) -> dict[str, str]:
         data = parse_qs((await request.body()).decode(), keep_blank_values=True)
@@ -90,6 +122,10 @@ def install_web(app: FastAPI, service: HapService) -> None:
     def to_login(message: str) -> RedirectResponse:
         return RedirectResponse(f"/ui/login?error={quote(message)}", status_code=303)
 
+    def cookie_flags(request: Request) -> dict[str, Any]:
+        secure = settings.hap_secure_cookies == "always" or over_https(request)
+        return {"httponly": True, "samesite": "strict", "secure": secure, "path": "/"}
+
     @app.get("/ui/login", include_in_schema=False)
     async def login_page(error: str | None = None) -> HTMLResponse:
         return page("login.html", title="Sign in", error=error, agent=None)
@@ -97,8 +133,9 @@ def install_web(app: FastAPI, service: HapService) -> None:
     @app.post("/ui/login", include_in_schema=False)
     async def login(request: Request) -> Response:
         token = (await form(request)).get("token", "")
-        agent = settings.logins().get(token)
+        agent = person_of(token) if token else None
         if agent is None:
+            service.m_logins.labels("refused").inc()
             return page(
                 "login.html",
                 status=401,
@@ -107,25 +144,29 @@ def install_web(app: FastAPI, service: HapService) -> None:
                 error="that token is not valid for this portal",
             )
         await service.portal.person(agent)  # its key is registered on first sign-in
+        # a fresh id on every sign-in: a session id planted before cannot be adopted
+        session_id = await service.sessions.open(agent, token, time.time())
+        service.m_logins.labels("ok").inc()
         response = RedirectResponse("/ui", status_code=303)
         response.set_cookie(
             COOKIE,
-            sessions.issue(agent),
-            httponly=True,
-            samesite="strict",
+            session_id,
             max_age=int(settings.hap_session_seconds),
+            **cookie_flags(request),
         )
         return response
 
     @app.get("/ui/logout", include_in_schema=False)
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        # the record goes first: a copy of the cookie kept anywhere is refused from now on
+        await service.sessions.close(request.cookies.get(COOKIE))
         response = RedirectResponse("/ui/login", status_code=303)
-        response.delete_cookie(COOKIE)
+        response.delete_cookie(COOKIE, **cookie_flags(request))
         return response
 
-    async def guarded(request: Request, render: Any) -> Response:
+    async def guarded(request: Request, render: Callable[[str], Awaitable[Response]]) -> Response:
         try:
-            agent = who(request)
+            agent = await who(request)
         except SessionError as exc:
             return to_login(str(exc))
         return await render(agent)
@@ -151,7 +192,7 @@ def install_web(app: FastAPI, service: HapService) -> None:
     @app.get("/ui/events", include_in_schema=False)
     async def events(request: Request, subject: str = "chorus.>") -> Response:
         try:
-            who(request)
+            await who(request)
             from chorus_common.subjects import subject_matches, validate_filter
 
             validate_filter(subject)
@@ -171,8 +212,15 @@ def install_web(app: FastAPI, service: HapService) -> None:
                 yield ": live\n\n"
                 while True:
                     try:
-                        item = await asyncio.wait_for(queue.get(), timeout=15)
+                        item = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE_SECONDS)
                     except TimeoutError:
+                        # a signed-out or revoked session stops receiving the feed
+                        try:
+                            await who(request)
+                        except SessionError:
+                            return
+                        except UnavailableError:
+                            pass  # KV unreachable for a moment: keep the stream
                         yield ": keep-alive\n\n"
                         continue
                     yield f"event: message\ndata: {json.dumps(item.as_dict())}\n\n"

@@ -17,5 +17,10 @@
     source.addEventListener("error", () => { /* the browser reconnects by itself */ });
   }
   document.getElementById("apply").addEventListener("click", connect);
+  // Enter in the filter applies it instead of reloading the page (no inline handler: CSP)
+  document.getElementById("filter").addEventListener("submit", (event) => {
+    event.preventDefault();
+    connect();
+  });
   connect();
 })();
