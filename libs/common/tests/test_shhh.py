@@ -6,14 +6,30 @@ scanner would flag.
 
 import json
 import logging
+import random
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chorus_common.envelopes import Envelope, MessageType
+from chorus_common.envelopes import Envelope, MessageType, new_id
+from chorus_common.errors import EnvelopeError
+from chorus_common.feeds import FeedWriter
 from chorus_common.logs import JsonFormatter
-from chorus_common.shhh import PATTERN_NAMES, PATTERNS, RedactingFilter, Redactor, marker
+from chorus_common.shhh import (
+    MIN_LITERAL_LENGTH,
+    PATTERN_NAMES,
+    PATTERNS,
+    RedactingFilter,
+    Redactor,
+    marker,
+)
+from chorus_common.signing import AgentKey
 
 ALNUM = "a1B2c3D4e5F6g7H8i9J0"
 AWS_ID = "AKIA" + "IOSFODNN7EXAMPL" + "E"
@@ -36,6 +52,52 @@ PEM = "-----BEGIN RSA PRIVATE KEY-----\n" + PEM_BODY + "\nqrstUVWX\n-----END RSA
 PEM_PKCS8 = "-----BEGIN PRIVATE KEY-----\n" + PEM_BODY + "\n-----END PRIVATE KEY-----"
 PEM_ESCAPED = PEM.replace("\n", "\\n")  # as it appears inside a JSON string
 BEARER = "abcdef" + "0123456789abcdef"
+
+
+def _joined(value: str | list[str]) -> str:
+    return value if isinstance(value, str) else "".join(value)
+
+
+@dataclass(frozen=True)
+class SecretSample:
+    kind: str
+    pattern: str
+    text: str
+    #: values that must not survive redaction: the secret, then any ``also``
+    secrets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NonSecretSample:
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Corpus:
+    secrets: list[SecretSample]
+    non_secrets: list[NonSecretSample]
+
+
+CORPUS_FILE = Path(__file__).with_name("shhh_corpus.yaml")
+
+
+def load_corpus(path: Path = CORPUS_FILE) -> Corpus:
+    """shhh_corpus.yaml, its split values joined (see the file's header)."""
+    doc = yaml.safe_load(path.read_text())
+    secrets = []
+    for item in doc["secrets"]:
+        secret = _joined(item["secret"])
+        also = tuple(_joined(value) for value in item.get("also", []))
+        text = _joined(item["text"]).replace("{secret}", secret)
+        secrets.append(SecretSample(item["kind"], item["pattern"], text, (secret, *also)))
+    non_secrets = [NonSecretSample(item["kind"], item["text"]) for item in doc["non_secrets"]]
+    return Corpus(secrets, non_secrets)
+
+
+CORPUS = load_corpus()
+#: the configured secret the corpus' configured_secret samples carry
+CONFIGURED = [s.secrets[0] for s in CORPUS.secrets if s.pattern == "configured_secret"]
 
 # (pattern, text, secret): one case per listed pattern and spelling
 CASES: list[tuple[str, str, str]] = [
@@ -96,7 +158,8 @@ def test_each_pattern_is_redacted(pattern: str, text: str, secret: str) -> None:
 
 
 def test_every_pattern_has_a_case() -> None:
-    assert set(PATTERN_NAMES) == {case[0] for case in CASES}
+    covered = {case[0] for case in CASES} | {sample.pattern for sample in CORPUS.secrets}
+    assert set(PATTERN_NAMES) == covered
 
 
 @pytest.mark.parametrize(
@@ -166,7 +229,8 @@ def test_counts_accumulate() -> None:
 
 def test_patterns_have_hints_and_severities() -> None:
     for pattern in PATTERNS:
-        assert pattern.hints and all(h == h.lower() for h in pattern.hints)
+        assert pattern.hints
+        assert pattern.match_case or all(h == h.lower() for h in pattern.hints)
 
 
 # -- idempotence and "no secret survives" -----------------------------------------------------
@@ -394,3 +458,182 @@ def test_secret_glued_to_another_is_found_with_input_offsets() -> None:
     result = Redactor().redact_text(text)
     assert result.text == marker("aws_access_key_id") + marker("slack_webhook") + " ok"
     assert [text[f.start : f.end] for f in result.findings] == [AWS_ID, HOOK]
+
+
+# -- the corpus: every secret sample, no non-secret -----------------------------------------------
+
+
+@pytest.mark.parametrize("sample", CORPUS.secrets, ids=lambda s: f"{s.kind}-{s.pattern}")
+def test_corpus_secret_is_redacted(sample: SecretSample) -> None:
+    result = Redactor(secrets=CONFIGURED).redact_text(sample.text)
+    for secret in sample.secrets:
+        assert secret not in result.text
+    assert sample.pattern in {f.pattern for f in result.findings}
+
+
+def generated_non_secrets(count: int = 200) -> list[NonSecretSample]:
+    """Values our envelopes carry, as they appear in envelope JSON: Ed25519 public keys
+    and signatures, sha256 digests, UUIDs and ULIDs (seeded, so a failure reproduces)."""
+    rng = random.Random(20)
+    out = []
+    for _ in range(count):
+        key = AgentKey.from_private_bytes(rng.randbytes(32))
+        digest = rng.randbytes(32).hex()
+        out += [
+            NonSecretSample("ed25519_public_key", f'"public_key": "{key.public_key}"'),
+            NonSecretSample("ed25519_signature", f'"sig": "{key.sign(bytes.fromhex(digest))}"'),
+            NonSecretSample("sha256", f'"prev": "{digest}"'),
+            NonSecretSample(
+                "uuid", f'"request_id": "{uuid.UUID(int=rng.getrandbits(128), version=4)}"'
+            ),
+            NonSecretSample("ulid", f'"id": "{new_id(rng.randrange(2**40), rng.randbytes(10))}"'),
+        ]
+    return out
+
+
+NON_SECRETS = CORPUS.non_secrets + generated_non_secrets()
+
+
+def test_no_non_secret_is_redacted() -> None:
+    redactor = Redactor(secrets=CONFIGURED)
+    redacted = {
+        sample.text: [f.pattern for f in found]
+        for sample in NON_SECRETS
+        if (found := redactor.redact_text(sample.text).findings)
+    }
+    assert redacted == {}
+
+
+def test_signed_envelopes_pass_unchanged() -> None:
+    """Real feeds: ids, signatures and prev digests are never redacted or refused."""
+    rng = random.Random(5)
+    redactor = Redactor(secrets=CONFIGURED)
+    for _ in range(50):
+        writer = FeedWriter("agent-1", AgentKey.from_private_bytes(rng.randbytes(32)))
+        for text in ("tests hang", "see ucxl://gpt4:architect@chorus:v2/*^/x.json"):
+            env = writer.seal(help_request(text).model_copy(update={"thread": "th-1"}))
+            same, findings = redactor.redact_envelope(env)
+            assert same is env and findings == []
+
+
+def detect_secrets_types(texts: list[str], tmp_path: Path) -> list[set[str]]:
+    """What detect-secrets (every plugin, default settings and filters) reports per text.
+
+    Each text is scanned as a file of its own, as ``detect-secrets scan`` would: its
+    ad-hoc ``scan_line`` reports every word with its entropy, verdict or not.
+    """
+    from detect_secrets.core.secrets_collection import SecretsCollection
+    from detect_secrets.settings import default_settings
+
+    found: list[set[str]] = []
+    with default_settings():
+        for index, text in enumerate(texts):
+            path = tmp_path / f"sample-{index}.txt"
+            path.write_text(text + "\n")
+            collection = SecretsCollection()
+            collection.scan_file(str(path))
+            found.append({secret.type for _, secret in collection})
+    return found
+
+
+def test_shhh_catches_what_detect_secrets_catches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    redactor = Redactor(secrets=CONFIGURED)
+    secrets = CORPUS.secrets
+    by_detect_secrets = detect_secrets_types([s.text for s in secrets], tmp_path)
+    by_shhh = [all(v not in redactor.redact_text(s.text).text for v in s.secrets) for s in secrets]
+    missed = [
+        (s.kind, s.text[:60], sorted(types))
+        for s, types, caught in zip(secrets, by_detect_secrets, by_shhh, strict=True)
+        if types and not caught
+    ]
+    assert missed == []  # SHHH ⊇ detect-secrets on the corpus
+    assert all(by_shhh)  # and it catches those detect-secrets misses
+
+    false_ds = detect_secrets_types([s.text for s in NON_SECRETS], tmp_path)
+    false_shhh = [bool(redactor.redact_text(s.text).findings) for s in NON_SECRETS]
+    assert not any(false_shhh)
+
+    rows: dict[str, Counter[str]] = {}
+    for s, types, caught in zip(secrets, by_detect_secrets, by_shhh, strict=True):
+        row = rows.setdefault(s.kind, Counter())
+        row.update(samples=1, detect_secrets=bool(types), shhh=caught)
+    table = [f"{'secrets caught':<20}{'samples':>8}{'detect-secrets':>16}{'SHHH':>6}"]
+    total = sum(rows.values(), Counter())
+    for kind, row in [*rows.items(), ("total", total)]:
+        table.append(f"{kind:<20}{row['samples']:>8}{row['detect_secrets']:>16}{row['shhh']:>6}")
+    flagged: dict[str, Counter[str]] = {}
+    for plain, types, hit in zip(NON_SECRETS, false_ds, false_shhh, strict=True):
+        row = flagged.setdefault(plain.kind, Counter())
+        row.update(samples=1, detect_secrets=bool(types), shhh=hit)
+    table.append(f"{'non-secrets flagged':<20}{'samples':>8}{'detect-secrets':>16}{'SHHH':>6}")
+    total = sum(flagged.values(), Counter())
+    for kind, row in [*flagged.items(), ("total", total)]:
+        table.append(f"{kind:<20}{row['samples']:>8}{row['detect_secrets']:>16}{row['shhh']:>6}")
+    with capsys.disabled():
+        print("\n" + "\n".join(table))
+
+
+# -- the whole envelope --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["project", "thread", "task", "sender_role"])
+def test_a_secret_in_a_routing_field_is_refused(field: str) -> None:
+    env = help_request("tests hang").model_copy(update={field: GH["ghp"]})
+    with pytest.raises(EnvelopeError) as caught:
+        Redactor().redact_envelope(env)
+    problem = caught.value.to_problem()
+    assert problem["status"] == 422 and problem["field"] == field
+    assert problem["patterns"] == ["github_token"]
+    assert GH["ghp"] not in json.dumps(problem)  # the refusal never repeats the secret
+
+
+def test_a_secret_in_the_id_or_to_roles_is_refused() -> None:
+    for update, field in (({"id": AWS_ID}, "id"), ({"to_roles": ["ops", GLPAT]}, "to_roles.1")):
+        env = help_request("ok").model_copy(update=update)
+        with pytest.raises(EnvelopeError) as caught:
+            Redactor().redact_envelope(env)
+        assert caught.value.extra["field"] == field
+
+
+def test_the_admin_token_in_a_routing_field_is_refused() -> None:
+    env = help_request("ok").model_copy(update={"project": "test-admin-token"})
+    with pytest.raises(EnvelopeError, match="configured_secret"):
+        Redactor(secrets=["test-admin-token"]).redact_envelope(env)
+    assert Redactor().redact_envelope(env)[0] is env  # not a secret to a redactor without it
+
+
+def test_a_sig_that_is_not_a_signature_is_scanned() -> None:
+    env = help_request("ok").model_copy(update={"sig": f"token={GH['ghp']}"})
+    with pytest.raises(EnvelopeError, match="'sig'"):
+        Redactor().redact_envelope(env)
+
+
+def test_configured_secrets_are_redacted_exactly() -> None:
+    admin, publish = "test-admin-token", "gw-Pub-7781"
+    redactor = Redactor(secrets=[admin, publish, "short"])
+    text = f"retry with {admin} or {publish}; a test-admin-tok is not it, short stays"
+    result = redactor.redact_text(text)
+    assert result.text == (
+        f"retry with {marker('configured_secret')} or {marker('configured_secret')}; "
+        "a test-admin-tok is not it, short stays"
+    )
+    assert len("short") < MIN_LITERAL_LENGTH
+    redacted, findings = redactor.redact_envelope(help_request(f"curl -H 'X-Token: {admin}'"))
+    assert admin not in redacted.model_dump_json() and findings[0].pattern == "configured_secret"
+
+
+def test_configured_secrets_can_be_added_later() -> None:
+    redactor = Redactor()
+    assert redactor.redact_text("pw chorus-admin-Q7fz").findings == []
+    redactor.add_secrets(["chorus-admin-Q7fz"])
+    assert redactor.redact_text("pw chorus-admin-Q7fz").text == f"pw {marker('configured_secret')}"
+    logger, records, handler = capture(logging.Formatter())
+    handler.filters[0] = RedactingFilter(redactor)
+    try:
+        logger.warning("auth header %s", "Bearer chorus-admin-Q7fz")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    assert "chorus-admin-Q7fz" not in records[0]
