@@ -272,6 +272,12 @@ PATTERNS: tuple[Pattern, ...] = (
         r"\b(?:gh[pousr]_[A-Za-z0-9_]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b",
         ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
     ),
+    _p(  # ours: enrolled agent tokens and one-time enrolment tokens (chorus_gateway.enrolment)
+        "chorus_token",
+        "critical",
+        r"(?<![A-Za-z0-9_\-])(?:agt|enr)_[A-Za-z0-9_\-]{43}(?![A-Za-z0-9_\-])",
+        ("agt_", "enr_"),
+    ),
     _p(
         "gitlab_token",
         "critical",
