@@ -120,7 +120,13 @@ async def test_forged_replayed_and_gap_envelopes_are_refused(
     second = agent.envelope(MessageType.STATUS_UPDATE)
     assert (await client.post("/v1/envelopes", json=as_json(second))).status_code == 201
     replay = await client.post("/v1/envelopes", json=as_json(first))  # behind the head now
-    assert replay.status_code == 409 and replay.json()["code"] == "feed_replay"
+    assert replay.status_code == 201, replay.text  # still the original ack, never stored again
+    assert replay.json()["duplicate"] is True
+    assert replay.json()["seq"] == accepted.json()["seq"]
+    other = first.model_copy(update={"id": new_id(), "sig": None})
+    other = other.model_copy(update={"sig": agent.key.sign(bytes.fromhex(other.digest()))})
+    fork = await client.post("/v1/envelopes", json=as_json(other))  # another entry at seq 1
+    assert fork.status_code == 409 and fork.json()["code"] == "feed_fork"
 
     forger = AgentKey.generate()
     forged = agent.envelope(MessageType.STATUS_UPDATE)
@@ -134,7 +140,7 @@ async def test_forged_replayed_and_gap_envelopes_are_refused(
     assert gap.status_code == 409 and gap.json()["code"] == "feed_gap"
     assert "expected feed_seq 3, got 5" in gap.json()["detail"]
 
-    for reason in ("feed_replay", "bad_signature", "feed_gap"):
+    for reason in ("feed_fork", "bad_signature", "feed_gap"):
         assert metric(service, "chorus_pubsub_rejected_total", {"reason": reason}) == 1.0
 
 

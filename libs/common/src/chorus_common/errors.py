@@ -13,7 +13,8 @@ stable ``code`` and an HTTP ``status``, and is turned into
     │   ├── PayloadError            payload does not fit the type's model
     │   ├── OversizeError           encoded envelope over the configured limit
     │   ├── MalformedEnvelopeError  not JSON, or envelope fields wrong
-    │   └── HopLimitError           meta-discussion forwarded too often
+    │   ├── HopLimitError           meta-discussion forwarded too often
+    │   └── ClockSkewError          created_at too far from the receiver's clock
     ├── FeedError                   a feed does not verify
     │   ├── BadSignatureError
     │   ├── UnknownKeyError
@@ -119,6 +120,14 @@ class MalformedEnvelopeError(EnvelopeError):
 class HopLimitError(EnvelopeError):
     code = "hop_limit_exceeded"
     title = "Hop limit exceeded"
+
+
+class ClockSkewError(EnvelopeError):
+    """``created_at`` is further from the receiver's clock than the allowed skew: a stale
+    or post-dated envelope would otherwise sort and expire as if sent at that time."""
+
+    code = "clock_skew"
+    title = "Clock skew too large"
 
 
 class FeedError(ChorusError):

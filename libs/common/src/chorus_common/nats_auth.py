@@ -41,6 +41,7 @@ from chorus_common.subjects import (
 )
 from chorus_common.topology import (
     BUCKET_ELECTION,
+    BUCKET_FEEDS,
     BUCKET_HAP_SESSIONS,
     BUCKET_LEASES,
     BUCKET_REGISTRY,
@@ -187,7 +188,12 @@ ELECTION = _service(
 PUBSUB_GATEWAY = _service(
     "pubsub-gateway",
     "publishes verified envelopes, streams chorus.> to HTTP clients, keeps keys and feed heads",
-    publish=[*ENVELOPES, kv(BUCKET_REGISTRY, "agent.>"), kv(BUCKET_REGISTRY, "feed.>")],
+    publish=[
+        *ENVELOPES,
+        kv(BUCKET_REGISTRY, "agent.>"),
+        kv(BUCKET_REGISTRY, "feed.>"),
+        kv(BUCKET_FEEDS),
+    ],
     subscribe=["chorus.>"],
 )
 

@@ -70,6 +70,7 @@ BUCKET_ELECTION = "chorus-election"
 BUCKET_LEASES = "chorus-leases"
 BUCKET_TASKS = "chorus-tasks"
 BUCKET_REGISTRY = "chorus-registry"
+BUCKET_FEEDS = "chorus-feeds"
 BUCKET_HAP_SESSIONS = "chorus-hap-sessions"
 
 BUCKETS: tuple[BucketSpec, ...] = (
@@ -77,6 +78,15 @@ BUCKETS: tuple[BucketSpec, ...] = (
     BucketSpec(BUCKET_LEASES, "License seat leases", history=1),
     BucketSpec(BUCKET_TASKS, "Task board", history=10),
     BucketSpec(BUCKET_REGISTRY, "Agents, capabilities and public keys", history=1),
+    # one key per (agent, feed_seq), created only once: the store refuses a second entry at
+    # a seq whatever the number of gateways; kept a day longer than CHORUS_EVENTS keeps the
+    # entries, so no stored copy outlives its record; a batch's records go in one atomic batch
+    BucketSpec(
+        BUCKET_FEEDS,
+        "Feed entries: digest and original ack per agent and seq",
+        ttl=8 * DAY,
+        extra={"allow_atomic": True},
+    ),
     # records expire by per-message TTL; the bucket's TTL bounds them and their delete markers
     BucketSpec(BUCKET_HAP_SESSIONS, "HAP web sessions", history=1, ttl=7 * DAY),
 )
@@ -126,3 +136,9 @@ async def declare_topology(js: JetStreamContext, replicas: int = 1) -> None:
                     storage=StorageType.FILE,
                 )
             )
+        if bucket.extra:  # stream settings a KeyValueConfig cannot carry
+            info = await js.stream_info(f"KV_{bucket.name}")
+            if any(getattr(info.config, k) != v for k, v in bucket.extra.items()):
+                for k, v in bucket.extra.items():
+                    setattr(info.config, k, v)
+                await js.update_stream(info.config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis.asyncio as redis
 from fastapi import FastAPI
 
-from chorus_common.registry import AgentDirectory
+from chorus_common.registry import AgentDirectory, FeedIndex
 from chorus_common.service import Service
 from chorus_gateway.app import install_routes
 from chorus_gateway.metrics import GatewayMetrics
@@ -45,8 +45,15 @@ class GatewayService(Service):
 
             self.health.add("rate_limits", memory_limits, critical=False)
         self.directory = await AgentDirectory.open(self.bus.js)
+        self.feeds = await FeedIndex.open(self.bus.nc, self.bus.js)
         self.publisher = Publisher(
-            self.bus, self.directory, limiter, s, self.gateway_metrics, tracker=self.tracker
+            self.bus,
+            self.directory,
+            self.feeds,
+            limiter,
+            s,
+            self.gateway_metrics,
+            tracker=self.tracker,
         )
 
     async def _check_redis(self) -> str:

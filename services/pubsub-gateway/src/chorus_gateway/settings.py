@@ -16,6 +16,8 @@ class GatewaySettings(ChorusSettings):
     gateway_subscriber_queue: int = Field(default=1000, ge=1)
     gateway_hop_limit: int = Field(default=3, ge=0, le=16)
     gateway_read_limit_max: int = Field(default=500, ge=1)
+    #: envelopes whose created_at is further than this from the gateway's clock are refused
+    gateway_max_clock_skew_seconds: float = Field(default=300.0, gt=0)
 
     def publish_tokens(self) -> set[str]:
         tokens = {t.strip() for t in self.gateway_tokens.split(",") if t.strip()}
