@@ -32,6 +32,8 @@ HERE = Path(__file__).resolve().parent
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "envelopes": ([], ["--messages", "300", "--rounds", "1"]),
     "gateway": ([], ["--messages", "300", "--batch", "100", "--rounds", "1"]),
+    # issue 20's bar: 500 SSE + 200 WebSocket idle subscribers, p99 within 2x of none
+    "subscribers": ([], ["--batches", "10", "--sse", "100", "--ws", "40"]),
     "failover": ([], ["--trials", "2", "--compat-trials", "0"]),
     "dht": ([], ["--ops", "20", "--nodes", "200"]),
     "coordinator": ([], ["--tasks", "10"]),

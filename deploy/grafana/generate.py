@@ -223,7 +223,7 @@ SERVICES: dict[str, tuple[str, tuple[Panel, ...]]] = {
             ),
             Panel(
                 "Dropped slow subscribers",
-                f"sum by (transport) (increase(chorus_pubsub_dropped_subscribers_total{{{JOB}}}[1h]))",
+                f"sum by (transport) (increase(chorus_pubsub_slow_consumers_total{{{JOB}}}[1h]))",
                 "short",
                 "{{transport}}",
             ),

@@ -151,7 +151,7 @@ async def test_slow_websocket_client_is_dropped_and_fast_one_gets_everything(
     await asyncio.wait_for(fast, 60)
     assert fast_count == total  # the fast client missed nothing
     await wait_until(
-        lambda: metrics.dropped.labels("ws")._value.get() == 1,
+        lambda: metrics.slow_consumers.labels("ws")._value.get() == 1,
         timeout=10,
         message="stalled client dropped",
     )

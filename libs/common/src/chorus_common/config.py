@@ -50,6 +50,9 @@ class ChorusSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     admin_token: SecretStr | None = None
+    #: a connection whose request headers are not complete this long after it connected (or
+    #: after its previous response) is closed: slowloris clients cannot hold connections
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=10)
 
     # health
     health_interval_seconds: float = Field(default=30.0, gt=0)

@@ -51,6 +51,7 @@ from chorus_common.errors import (
     UnavailableError,
 )
 from chorus_common.health import Check, HealthRegistry
+from chorus_common.http_protocols import server_options
 from chorus_common.license_gate import LicenseGate
 from chorus_common.logs import configure_logging
 from chorus_common.metrics import ServiceMetrics
@@ -533,6 +534,7 @@ class Service:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=int(self.settings.shutdown_timeout_seconds),
+            **server_options(self.settings),
         )
         self._server = _GracefulServer(config)
         # what imports and the app built lives as long as the process: out of the

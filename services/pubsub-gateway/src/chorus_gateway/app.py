@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import math
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 from nats.js.errors import NotFoundError as JsNotFoundError
 from pydantic import BaseModel, Field
 
 from chorus_common.bus import EVENTS_STREAM
-from chorus_common.envelopes import Envelope, MessageType, envelope_json_schema, type_schemas
+from chorus_common.envelopes import MessageType, envelope_json_schema, type_schemas
 from chorus_common.errors import (
     ChorusError,
-    EnvelopeError,
     MalformedEnvelopeError,
     NotFoundError,
     OversizeError,
 )
-from chorus_common.feeds import verify_feed
 from chorus_common.service import problem_responses
 from chorus_common.subjects import validate_filter
 from chorus_gateway.asyncapi import asyncapi_document
-from chorus_gateway.streaming import SlowConsumer, Subscription
+from chorus_gateway.streaming import Subscriber, SubscriberEvents, serve_websocket
 
 if TYPE_CHECKING:
     from chorus_gateway.service import GatewayService
@@ -39,7 +35,6 @@ AGENT_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 AgentId = PathParam(
     pattern=AGENT_ID.pattern, description="letters, digits, '_' and '-'", examples=["agent-1"]
 )
-WS_SLOW_CONSUMER = 4008  # application close code: dropped for falling behind
 #: stream sequences are unsigned 64-bit: JetStream refuses anything larger
 MAX_SEQ = 2**64 - 1
 ENVELOPE_REF = {"$ref": "#/components/schemas/Envelope"}
@@ -206,97 +201,45 @@ def install_routes(app: FastAPI, service: GatewayService) -> None:
         },
     )
     async def stream(
-        subject: str = Query("chorus.>", description="NATS subject filter"),
+        subject: str = Query(
+            "chorus.>",
+            description="subject filter over envelope subjects (chorus.> minus internal ones)",
+        ),
         from_seq: int | None = Query(
             None, ge=1, le=MAX_SEQ, description="replay CHORUS_EVENTS from this sequence"
         ),
         since: datetime | None = Query(None, description="replay CHORUS_EVENTS from this time"),
-    ) -> StreamingResponse:
+    ) -> SubscriberEvents:
         """Server-sent events: one `message` event per envelope; a slow client gets `error` and is closed."""
-        sub = Subscription(service.bus, subject, settings.gateway_subscriber_queue)
-        await sub.start(from_seq, since)
-        metrics = service.gateway_metrics
-
-        async def events() -> Any:
-            metrics.subscribers.labels("sse").inc()
-            try:
-                yield f": subscribed to {sub.filter}\n\n"
-                async for item in sub:
-                    metrics.delivered.labels("sse").inc()
-                    doc = json.dumps(item.document())
-                    ident = f"id: {item.seq}\n" if item.seq else ""
-                    yield f"{ident}event: message\ndata: {doc}\n\n"
-            except SlowConsumer as exc:
-                metrics.dropped.labels("sse").inc()
-                yield f"event: error\ndata: {json.dumps({'reason': str(exc)})}\n\n"
-            finally:
-                metrics.subscribers.labels("sse").dec()
-                await sub.close()
-
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        sub = Subscriber(subject, settings.gateway_subscriber_queue, "sse")
+        if from_seq is not None or since is not None:
+            await sub.start_replay(service.bus, from_seq, since)
+        else:
+            await service.hub.attach(sub)
+        return SubscriberEvents(sub, service.hub, service.gateway_metrics)
 
     @app.websocket("/v1/ws")
     async def websocket(ws: WebSocket) -> None:
-        """WebSocket: one JSON text frame per envelope; close code 4008 when the client falls behind."""
+        """WebSocket: one JSON text frame per envelope; close code 1013 when the client falls behind."""
         params = ws.query_params
         try:
             from_seq = int(params["from_seq"]) if "from_seq" in params else None
             if from_seq is not None and not 1 <= from_seq <= MAX_SEQ:
                 raise ValueError(f"from_seq must be between 1 and {MAX_SEQ}")
             since = datetime.fromisoformat(params["since"]) if "since" in params else None
-            sub = Subscription(
-                service.bus, params.get("subject", "chorus.>"), settings.gateway_subscriber_queue
+            sub = Subscriber(
+                params.get("subject", "chorus.>"), settings.gateway_subscriber_queue, "ws"
             )
-            await sub.start(from_seq, since)
+            if from_seq is not None or since is not None:
+                await sub.start_replay(service.bus, from_seq, since)
+            else:
+                await service.hub.attach(sub)
         except (ValueError, ChorusError) as exc:
             await ws.accept()
             reason = exc.detail if isinstance(exc, ChorusError) else f"bad parameter: {exc}"
-            await ws.close(code=1008, reason=reason[:120])
+            await ws.close(code=1008, reason=reason[:123])
             return
-        await ws.accept()
-        metrics = service.gateway_metrics
-        metrics.subscribers.labels("ws").inc()
-
-        async def pump() -> None:
-            async for item in sub:
-                await ws.send_text(json.dumps(item.document()))
-                metrics.delivered.labels("ws").inc()
-
-        async def until_client_leaves() -> None:
-            while (await ws.receive())["type"] != "websocket.disconnect":
-                pass  # clients have nothing to say on this socket
-
-        sender = asyncio.create_task(pump())
-        dropped = asyncio.create_task(sub.dropped.wait())
-        left = asyncio.create_task(until_client_leaves())
-        try:
-            await asyncio.wait({sender, dropped, left}, return_when=asyncio.FIRST_COMPLETED)
-            if sub.dropped.is_set():
-                # the client stopped reading; a blocked send must not keep it attached
-                sender.cancel()
-                metrics.dropped.labels("ws").inc()
-                # the close frame queues behind what the client has not read yet; a client
-                # that never reads again is cut off by uvicorn's ping timeout instead
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(
-                        ws.close(
-                            code=WS_SLOW_CONSUMER, reason="slow consumer: reconnect with from_seq"
-                        ),
-                        timeout=60,
-                    )
-        except WebSocketDisconnect:
-            pass
-        finally:
-            for task in (sender, dropped, left):
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-            metrics.subscribers.labels("ws").dec()
-            await sub.close()
+        await serve_websocket(ws, sub, service.hub, service.gateway_metrics)
 
     @app.get("/v1/messages", tags=["read"], responses=problem_responses(400, 503))
     async def messages(
@@ -326,39 +269,21 @@ def install_routes(app: FastAPI, service: GatewayService) -> None:
         service.gateway_metrics.reads.inc(len(out))
         return {"subject": subject, "messages": out, "next_seq": seq}
 
-    @app.get("/v1/feeds/{agent}/verify", tags=["read"], responses=problem_responses(404, 503))
-    async def verify(agent: str = AgentId) -> dict[str, Any]:
-        """Walk an agent's whole feed in the stream and report gaps, forks and bad signatures."""
-        key = await service.directory.require_public_key(agent)
-        envelopes: list[Envelope] = []
-        seq = 1
-        while True:
-            try:
-                msg = await service.bus.js.get_msg(
-                    EVENTS_STREAM, seq=seq, subject="chorus.>", next=True
-                )
-            except JsNotFoundError:
-                break
-            assert msg.seq is not None
-            seq = msg.seq + 1
-            if ":" in (msg.headers or {}).get("Nats-Msg-Id", ""):
-                continue  # a role/project copy of an envelope counted at its primary subject
-            try:
-                env = Envelope.decode(msg.data or b"")
-            except EnvelopeError:
-                continue
-            if env.sender == agent:
-                envelopes.append(env)
-        report = verify_feed(envelopes, key)
-        return {
-            "agent": agent,
-            "ok": report.ok,
-            "length": report.length,
-            "head": report.head,
-            "issues": [
-                {"kind": i.kind, "feed_seq": i.seq, "detail": i.detail} for i in report.issues
-            ],
-        }
+    @app.get("/v1/feeds/{agent}/verify", tags=["read"], responses=problem_responses(404, 422, 503))
+    async def verify(
+        agent: str = AgentId,
+        limit: int = Query(1000, ge=1, le=10_000, description="feed entries to verify at most"),
+        after: str | None = Query(
+            None, max_length=200, description="the `next` of a previous answer, to continue"
+        ),
+    ) -> dict[str, Any]:
+        """Audit an agent's stored feed for gaps, forks and bad signatures, in bounded pages.
+
+        The gateway keeps each agent's verified prefix: a call reads only what was stored
+        since (at most CHORUS_GATEWAY_VERIFY_SCAN_MAX stream messages); `complete` is false
+        when it stopped early, and `next` continues from there (`after=`), on any replica.
+        """
+        return await service.auditor.verify(agent, after, limit)
 
     @app.get("/v1/types", tags=["discover"])
     async def types() -> dict[str, Any]:

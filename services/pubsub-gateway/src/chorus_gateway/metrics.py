@@ -51,9 +51,9 @@ class GatewayMetrics:
             ["transport"],
             registry=registry,
         )
-        self.dropped = Counter(
-            "chorus_pubsub_dropped_subscribers_total",
-            "Subscribers disconnected because they could not keep up",
+        self.slow_consumers = Counter(
+            "chorus_pubsub_slow_consumers_total",
+            "SSE and WebSocket subscribers dropped because their bounded queue overflowed",
             ["transport"],
             registry=registry,
         )
@@ -76,4 +76,4 @@ class GatewayMetrics:
         for transport in ("sse", "ws"):
             self.subscribers.labels(transport)
             self.delivered.labels(transport)
-            self.dropped.labels(transport)
+            self.slow_consumers.labels(transport)

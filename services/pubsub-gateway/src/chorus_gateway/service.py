@@ -12,6 +12,8 @@ from chorus_gateway.metrics import GatewayMetrics
 from chorus_gateway.publishing import Publisher
 from chorus_gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from chorus_gateway.settings import GatewaySettings
+from chorus_gateway.streaming import SubscriberHub
+from chorus_gateway.verification import FeedAuditor
 
 
 class GatewayService(Service):
@@ -46,6 +48,8 @@ class GatewayService(Service):
             self.health.add("rate_limits", memory_limits, critical=False)
         self.directory = await AgentDirectory.open(self.bus.js)
         self.feeds = await FeedIndex.open(self.bus.nc, self.bus.js)
+        self.hub = SubscriberHub(self.bus)
+        self.auditor = FeedAuditor(self.bus, self.directory, s.gateway_verify_scan_max)
         self.publisher = Publisher(
             self.bus,
             self.directory,
@@ -62,5 +66,7 @@ class GatewayService(Service):
         return "rate limits shared through Redis"
 
     async def teardown(self) -> None:
+        if hasattr(self, "hub"):
+            await self.hub.close()
         if self._redis is not None:
             await self._redis.aclose()

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 
+from chorus_common.http_protocols import server_options
 from chorus_common.service import Service
 from chorus_common.testing._wait import wait_until
 
@@ -22,6 +23,7 @@ async def serve_in_process(service: Service, *, ready: bool = True) -> AsyncIter
         log_config=None,
         access_log=False,
         lifespan="on",
+        **server_options(service.settings),
     )
     server = uvicorn.Server(config)
     service._server = server  # the service reports its real URL
