@@ -257,7 +257,9 @@ async def test_sessions_complete_and_escalate(
             lambda: _types(seen, db_session, "escalation_trigger"), timeout=10, message="escalated"
         )
         detected = next(
-            e for e in seen if e.type is MessageType.META_DISCUSSION and e.sender == "coordinator"
+            e
+            for e in seen
+            if e.type is MessageType.META_DISCUSSION and e.sender == service.signer.sender
         )
         assert detected.payload.message_type == "dependency_detected"  # type: ignore[union-attr]
         assert detected.payload.hop_count == 0 and detected.payload.max_hops == 3  # type: ignore[union-attr]

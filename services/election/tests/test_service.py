@@ -10,8 +10,11 @@ import httpx
 import nats
 
 from chorus_common.config import ChorusSettings
+from chorus_common.service_signing import HEADER_SENDER, HEADER_SEQ, HEADER_SIG, ServiceSigner
+from chorus_common.signing import AgentKey
 from chorus_common.testing import serve_in_process, wait_until
 from chorus_common.testing.behaviour import ServiceBehaviour
+from chorus_common.topology import BUCKET_REGISTRY
 from chorus_election import ElectionService
 from chorus_election.service import ElectionSettings
 
@@ -42,10 +45,12 @@ async def test_malformed_heartbeats_never_install_an_admin(
     async with serve_in_process(service) as url, httpx.AsyncClient(base_url=url) as client:
         nc = await nats.connect(settings.nats_url)
         try:
+            node_a = await _replica(nc, "node-a", settings.data_dir)
             for data in (b"", b"{}", b'{"term": 7}', b'{"node": 5, "term": 1}', b"[1]"):
-                await nc.publish("chorus.election.heartbeat", data)
+                subject = "chorus.election.heartbeat"
+                await nc.publish(subject, data, headers=node_a.sign_headers(subject, data))
             # a real heartbeat after the noise: it is taken, so the noise was read first
-            await nc.publish("chorus.election.heartbeat", b'{"node": "node-a", "term": 3}')
+            await _say(nc, node_a, "heartbeat", b'{"node": "node-a", "term": 3}')
             await nc.flush()
             await wait_until(
                 lambda: (
@@ -56,6 +61,79 @@ async def test_malformed_heartbeats_never_install_an_admin(
             )
             view = (await client.get("/v1/admin")).json()
             assert view["admin"] == "node-a" and view["term"] == 3
+        finally:
+            await nc.close()
+
+
+async def _replica(nc: Any, node: str, data_dir: Any) -> ServiceSigner:
+    """A registered election replica's key, as a second election process would hold it."""
+    kv = await nc.jetstream().key_value(BUCKET_REGISTRY)
+    return await ServiceSigner.open(kv, "election", node, data_dir / "other" / node)
+
+
+async def _say(nc: Any, signer: ServiceSigner | None, event: str, data: bytes) -> None:
+    subject = f"chorus.election.{event}"
+    headers = signer.sign_headers(subject, data) if signer is not None else None
+    await nc.publish(subject, data, headers=headers)
+
+
+async def test_forged_heartbeats_winners_and_stepdowns_are_refused(
+    make_settings: Callable[..., ChorusSettings],
+) -> None:
+    """Any NATS client could keep a dead admin alive, install one, or unseat the real one by
+    publishing on chorus.election.*; only a registered election replica's signed word counts."""
+    settings = make_settings(ElectionSettings, election_eligible=False)
+    service = ElectionService(settings)  # type: ignore[arg-type]
+    async with serve_in_process(service) as url, httpx.AsyncClient(base_url=url) as client:
+        nc = await nats.connect(settings.nats_url)
+        try:
+            node_a = await _replica(nc, "node-a", settings.data_dir)
+            await _say(nc, node_a, "heartbeat", b'{"node": "node-a", "term": 3}')
+            p = service.participant
+            assert p is not None
+            await wait_until(lambda: p.rules.admin == "node-a", timeout=10, message="real admin")
+
+            mallory = AgentKey.generate()
+            body = b'{"node": "zz", "term": 9}'
+            await _say(nc, None, "heartbeat", body)  # unsigned
+            for sender in ("svc-election-zz", node_a.sender):  # unregistered; wrong key
+                headers = {HEADER_SENDER: sender, HEADER_SEQ: str(time.time_ns() // 1000)}
+                signed = b"chorus-signed-v1\nchorus.election.heartbeat\n%s\n%s" % (
+                    headers[HEADER_SEQ].encode(),
+                    body,
+                )
+                headers[HEADER_SIG] = mallory.sign(signed)
+                await nc.publish("chorus.election.heartbeat", body, headers=headers)
+            await _say(nc, node_a, "heartbeat", body)  # node-a's key, speaking for zz
+            await _say(nc, None, "winner", b'{"node": "zz", "term": 10, "score": {}}')
+            await _say(nc, None, "stepdown", b'{"node": "node-a", "term": 3, "reason": "manual"}')
+            # the real replica goes on being heard: were the forged term 9 taken, it would
+            # fence out this heartbeat of term 4
+            await _say(nc, node_a, "heartbeat", b'{"node": "node-a", "term": 4}')
+            await nc.flush()
+            await wait_until(lambda: p.rules.admin_term == 4, timeout=10, message="term 4")
+            assert p.verifier is not None
+            await wait_until(
+                lambda: sum(p.verifier.forged.values()) == 6,  # type: ignore[union-attr]
+                timeout=10,
+                message="six forgeries refused",
+            )
+            assert p.verifier.forged == {
+                ("election", "unsigned"): 3,
+                ("election", "unknown_sender"): 1,
+                ("election", "bad_signature"): 1,
+                ("election", "not_service"): 1,
+            }
+            view = (await client.get("/v1/admin")).json()
+            assert view["admin"] == "node-a" and view["term"] == 4
+            assert p.rules.state.value == "complete"  # the forged step-down started nothing
+            metrics = (await client.get("/metrics")).text
+            forged = [
+                line
+                for line in metrics.splitlines()
+                if line.startswith("chorus_bus_forged_total{") and 'kind="election"' in line
+            ]
+            assert sum(float(line.rsplit(" ", 1)[1]) for line in forged) == 6
         finally:
             await nc.close()
 

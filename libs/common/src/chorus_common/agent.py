@@ -5,6 +5,12 @@ await agent.start()                  # registers the key, announces, keeps avail
 task = await agent.claim("t-42")     # exactly one claimant wins; others get ConflictError
 await agent.progress("t-42", 0.5)    # renews the claim's lease
 await agent.complete("t-42")
+agent.assigned                       # tasks a coordinator allocated to this agent (verified)
+
+The agent follows what coordinators say to it (task announcements, work allocations,
+escalations) and believes only what a registered coordinator replica signed
+(chorus_common.service_signing): a forged allocation from any other NATS client is
+refused and counted in ``verifier.forged`` (and ``chorus_bus_forged_total``).
 """
 
 from __future__ import annotations
@@ -12,7 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from nats.aio.msg import Msg
 
 from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Bus
@@ -26,7 +37,20 @@ from chorus_common.errors import (
 )
 from chorus_common.feeds import FeedWriter
 from chorus_common.registry import AgentDirectory
+from chorus_common.service_signing import ServiceVerifier
 from chorus_common.signing import AgentKey
+
+log = logging.getLogger("chorus.agent")
+
+#: what a coordinator says that an agent acts on, as core NATS subscriptions (each within the
+#: ``agent`` NATS user's subscribe rights: announcements, allocations by role or project, and
+#: escalations on any HMMM thread)
+COORDINATION_SUBJECTS = (
+    "chorus.coord.task_announcement",
+    "chorus.role.*.work_allocation",
+    "chorus.project.*.work_allocation",
+    "chorus.hmmm.*.escalation_trigger",
+)
 
 _ERRORS: dict[str, type[ChorusError]] = {
     "conflict": ConflictError,
@@ -55,6 +79,7 @@ class Agent:
         max_tasks: int = 1,
         key: AgentKey | None = None,
         announce_interval: float = 5.0,
+        on_coordination: Callable[[Envelope], Awaitable[None]] | None = None,
     ) -> None:
         self.bus, self.agent_id = bus, agent_id
         self.capabilities = capabilities or []
@@ -66,10 +91,23 @@ class Agent:
         self.announce_interval = announce_interval
         self.directory: AgentDirectory | None = None
         self._task: asyncio.Task[None] | None = None
+        #: called with every verified coordination envelope (announcement, allocation, escalation)
+        self.on_coordination = on_coordination
+        self.verifier: ServiceVerifier | None = None
+        #: task id -> the verified work_allocation that gave the task to this agent
+        self.assigned: dict[str, Envelope] = {}
+        #: task id -> the verified task_announcement
+        self.announced: dict[str, Envelope] = {}
+        #: verified escalations, newest last
+        self.escalations: deque[Envelope] = deque(maxlen=100)
+        self._subs: list[Any] = []
 
     async def start(self) -> None:
         self.directory = await AgentDirectory.open(self.bus.js, cache_seconds=0)
         await self.directory.register_key(self.agent_id, self.key.public_key)
+        self.verifier = await ServiceVerifier.open(self.bus)
+        for subject in COORDINATION_SUBJECTS:
+            self._subs.append(await self.bus.nc.subscribe(subject, cb=self._on_coordination))
         await self._refresh()
         await self.say(
             MessageType.CAPABILITY_BROADCAST,
@@ -89,6 +127,35 @@ class Agent:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs.clear()
+
+    async def _on_coordination(self, msg: Msg) -> None:
+        """Act only on what a registered coordinator replica signed; refuse the rest."""
+        try:
+            env = Envelope.decode(msg.data)
+        except Exception:
+            return
+        assert self.verifier is not None
+        # announcements and allocations from anyone but a coordinator are forgeries; an
+        # escalation from a person or an agent is no forgery, but not the coordinator's either
+        verdict = await self.verifier.check_envelope(env)
+        if not verdict.ok or verdict.identity is None or verdict.identity.service != "coordinator":
+            return
+        payload = env.payload.model_dump()
+        if env.type is MessageType.WORK_ALLOCATION and payload.get("agent") == self.agent_id:
+            self.assigned[str(payload["task_id"])] = env
+        elif env.type is MessageType.TASK_ANNOUNCEMENT:
+            self.announced[str(payload["task_id"])] = env
+        elif env.type is MessageType.ESCALATION_TRIGGER:
+            self.escalations.append(env)
+        if self.on_coordination is not None:
+            try:
+                await self.on_coordination(env)
+            except Exception:  # the agent's own handler must not stop the subscription
+                log.exception("on_coordination of %s failed", self.agent_id)
 
     async def _refresh(self) -> None:
         assert self.directory is not None

@@ -6,6 +6,11 @@ does work wraps it in :meth:`Tracker.operation`, which reports the six phases
 ``StatusClaim``s on ``chorus.backbeat.status.<agent>`` with the beat index it
 had reached. Reporting is a core NATS publish: cheap when nobody listens, and
 kept by the ``CHORUS_BACKBEAT`` stream for whoever does.
+
+Beat frames are signed by the backbeat replica that sends them (a detached
+signature, chorus_common.service_signing); the tracker follows only frames a
+registered backbeat replica signed, so a plain NATS client cannot move an agent's
+beat or tempo.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chorus_common.service_signing import ForgedKind, ServiceVerifier
 from chorus_common.subjects import BACKBEAT_BEAT, backbeat_status_subject
 
 log = logging.getLogger("chorus.backbeat")
@@ -189,8 +195,10 @@ class Tracker:
         self.tempo_bpm = DEFAULT_TEMPO_BPM
         self.offset = 0  # tests shift an agent's clock to show drift
         self._sub: Any = None
+        self.verifier: ServiceVerifier | None = None
 
     async def start(self) -> None:
+        self.verifier = await ServiceVerifier.open(self.bus)
         self._sub = await self.bus.nc.subscribe(BACKBEAT_BEAT, cb=self._on_beat)
 
     async def stop(self) -> None:
@@ -200,6 +208,12 @@ class Tracker:
 
     async def _on_beat(self, msg: Any) -> None:
         with contextlib.suppress(Exception):
+            assert self.verifier is not None
+            signer = await self.verifier.check_detached(
+                ForgedKind.BEAT, "backbeat", msg.subject, msg.data, msg.headers
+            )
+            if signer is None:
+                return  # forged (counted) or a copy already followed
             frame = BeatFrame.model_validate_json(msg.data)
             self.beat_index = max(self.beat_index, frame.beat_index)
             self.tempo_bpm = frame.tempo_bpm

@@ -518,9 +518,14 @@ class Bus:
                 f"JetStream did not acknowledge {envelopes[i].id}: {problem}"
             )
 
-    async def publish_core(self, subject: str, data: bytes) -> None:
-        """Fire-and-forget core NATS publish (heartbeats, beat frames' live copy)."""
-        headers: dict[str, str] = {}
+    async def publish_core(
+        self, subject: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        """Fire-and-forget core NATS publish (heartbeats, beat frames' live copy).
+
+        ``headers``: e.g. a service's detached signature (chorus_common.service_signing).
+        """
+        headers = dict(headers or {})
         tracing.inject(headers)
         await self.nc.publish(subject, data, headers=headers or None)
 

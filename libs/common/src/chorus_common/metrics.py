@@ -26,6 +26,10 @@ from prometheus_client.samples import Sample
 #: SPEC.md §10: latency buckets 0.001–10 s, size buckets 64 B–16 MiB.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SIZE_BUCKETS = (*(float(64 * 4**i) for i in range(10)), 16 * 1024 * 1024.0)
+#: what ``chorus_bus_forged_total`` counts: the message kinds that services sign, and why
+#: one was refused (see chorus_common.service_signing)
+FORGED_KINDS = ("envelope", "beat", "election")
+FORGED_REASONS = ("unsigned", "bad_signature", "unknown_sender", "not_service", "replay")
 
 
 class ConstLabelRegistry(CollectorRegistry):
@@ -115,6 +119,16 @@ class BusMetrics:
         self.rtt = Gauge(
             "chorus_bus_rtt_seconds", "Last measured NATS round-trip time", registry=registry
         )
+        self.forged = Counter(
+            "chorus_bus_forged_total",
+            "Service messages refused as forged (chorus_common.service_signing), by kind and reason",
+            ["kind", "reason"],
+            registry=registry,
+        )
+        # every pair is exported from the start: a forgery shows as an increase, not a new series
+        for kind in FORGED_KINDS:
+            for reason in FORGED_REASONS:
+                self.forged.labels(kind, reason)
 
 
 class HealthMetrics:

@@ -1,4 +1,9 @@
-"""BACKBEAT: the pulse (leader only, fenced), and the view of everyone's operations on the beat."""
+"""BACKBEAT: the pulse (leader only, fenced), and the view of everyone's operations on the beat.
+
+Each replica signs its beat frames and bar reports with its own key (a detached
+signature in headers, chorus_common.service_signing), and follows only frames a
+registered backbeat replica signed.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,6 @@ from chorus_common.backbeat import (
     HybridLogicalClock,
     Phase,
     StatusClaim,
-    Tracker,
     beat_phase,
     utc,
     window_id,
@@ -33,8 +37,9 @@ from chorus_common.config import ChorusSettings
 from chorus_common.errors import NotFoundError, RequestInvalidError
 from chorus_common.leadership import LeaderLease
 from chorus_common.service import Service, problem_responses
+from chorus_common.service_signing import ForgedKind, ServiceSigner, ServiceVerifier
 from chorus_common.subjects import BACKBEAT_BEAT
-from chorus_common.topology import BUCKET_ELECTION
+from chorus_common.topology import BUCKET_ELECTION, BUCKET_REGISTRY
 
 CLOCK_KEY = "backbeat.clock"
 BAR_SUBJECT = "chorus.backbeat.bar"
@@ -100,6 +105,16 @@ class BackbeatService(Service):
 
     async def setup(self) -> None:
         self.kv = await self.bus.js.key_value(BUCKET_ELECTION)
+        self.signer = await ServiceSigner.open(
+            await self.bus.js.key_value(BUCKET_REGISTRY),
+            self.name,
+            self.settings.node_id,
+            self.settings.data_dir,
+        )
+        # the service's tracker (Service.tracker) follows the same frames and counts each
+        # forged one in chorus_bus_forged_total; this verifier refuses them uncounted, so a
+        # forgery is counted once per process
+        self.verifier = ServiceVerifier(await self.bus.js.key_value(BUCKET_REGISTRY))
         await self._clock()  # create the cluster's clock if nobody has yet
         self.lease = await LeaderLease.open(
             self.bus.js,
@@ -114,8 +129,6 @@ class BackbeatService(Service):
         self._subs.append(
             await self.bus.nc.subscribe("chorus.backbeat.status.*", cb=self._on_claim)
         )
-        self.tracker = Tracker(self.bus, self.settings.node_id)
-        await self.tracker.start()
         self._tasks.append(asyncio.create_task(self._pulse(), name="pulse"))
 
     async def teardown(self) -> None:
@@ -123,7 +136,6 @@ class BackbeatService(Service):
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        await self.tracker.stop()
         await self.lease.stop(release=True)
 
     # -- the cluster clock ----------------------------------------------------------
@@ -191,11 +203,15 @@ class BackbeatService(Service):
             term=term,
         )
         self.lease.require_term(term)  # a demoted pulse must not speak
+        body = frame.model_dump_json().encode()
         # the beat id de-duplicates a frame two leaders might both try to publish
         await self.bus.js.publish(
             BACKBEAT_BEAT,
-            frame.model_dump_json().encode(),
-            headers={"Nats-Msg-Id": f"beat-{self.settings.cluster}-{index}"},
+            body,
+            headers={
+                "Nats-Msg-Id": f"beat-{self.settings.cluster}-{index}",
+                **self.signer.sign_headers(BACKBEAT_BEAT, body),
+            },
             timeout=1,
         )
         self.frames_published += 1
@@ -203,6 +219,11 @@ class BackbeatService(Service):
     # -- what everyone reports -----------------------------------------------------------
 
     async def _on_frame(self, msg: Msg) -> None:
+        signer = await self.verifier.check_detached(
+            ForgedKind.BEAT, self.name, msg.subject, msg.data, msg.headers
+        )
+        if signer is None:
+            return  # forged (counted), or a copy already taken
         try:
             frame = BeatFrame.model_validate_json(msg.data)
         except ValueError:
@@ -226,8 +247,11 @@ class BackbeatService(Service):
         del self.bars[:-50]
         self.m_bars.inc()
         if self.lease.is_leader:
+            body = report.model_dump_json().encode()
             asyncio.get_running_loop().create_task(
-                self.bus.publish_core(BAR_SUBJECT, report.model_dump_json().encode())
+                self.bus.publish_core(
+                    BAR_SUBJECT, body, headers=self.signer.sign_headers(BAR_SUBJECT, body)
+                )
             )
 
     async def _on_claim(self, msg: Msg) -> None:

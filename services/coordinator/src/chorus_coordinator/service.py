@@ -36,6 +36,7 @@ from chorus_common.kvscan import scan
 from chorus_common.leadership import LeaderLease
 from chorus_common.metrics import LATENCY_BUCKETS
 from chorus_common.service import MicroHandler, Service, problem_responses
+from chorus_common.service_signing import ServiceSigner, ServiceVerifier
 from chorus_common.topology import BUCKET_REGISTRY, BUCKET_TASKS
 from chorus_coordinator.board import TaskBoard
 from chorus_coordinator.board_view import BoardView
@@ -204,6 +205,9 @@ class CoordinatorService(Service):
         )
         await self.view.start()
         self.registry = await self.bus.js.key_value(BUCKET_REGISTRY)
+        # every envelope this replica says is signed into its own feed (svc-coordinator-<node>)
+        self.signer = await ServiceSigner.open(self.registry, self.name, s.node_id, s.data_dir)
+        self.verifier = await ServiceVerifier.open(self.bus)
         self.lease = await LeaderLease.open(
             self.bus.js,
             "coordinator",
@@ -356,16 +360,17 @@ class CoordinatorService(Service):
         )
 
     async def _say(self, mtype: MessageType, payload: dict[str, Any], **fields: Any) -> None:
+        """Sign into this replica's feed and publish: consumers refuse coordinator envelopes
+        that are not (chorus_common.service_signing)."""
+        env = Envelope(
+            type=mtype,
+            sender=self.signer.sender,
+            sender_role="coordinator",
+            payload=payload,
+            **fields,
+        )
         with contextlib.suppress(ChorusError):
-            await self.bus.publish(
-                Envelope(
-                    type=mtype,
-                    sender="coordinator",
-                    sender_role="coordinator",
-                    payload=payload,
-                    **fields,
-                )
-            )
+            await self.bus.publish(self.signer.seal(env))
 
     # -- meta-coordination --------------------------------------------------------------------
 
@@ -469,8 +474,12 @@ class CoordinatorService(Service):
         return session
 
     async def _on_hmmm(self, env: Envelope, delivery: Delivery) -> None:
-        if env.sender == "coordinator" or env.thread not in self.sessions:
+        if env.thread not in self.sessions:
             return
+        # a redelivered envelope is no replay here: the consumer hands it over again
+        verdict = await self.verifier.check_envelope(env, dedupe=False)
+        if not verdict.ok or verdict.identity is not None:
+            return  # forged (counted), or a coordinator's own word: not a participant's turn
         if not isinstance(env.payload, MetaDiscussion):
             return
         session = self.sessions[env.thread]

@@ -1,4 +1,8 @@
-"""The election service: every replica is a participant; REST shows and steers the election."""
+"""The election service: every replica is a participant; REST shows and steers the election.
+
+Each replica signs its election messages with its own key (svc-election-<node>,
+chorus_common.service_signing) and takes only those of registered election replicas.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ from chorus_common.election import (
 )
 from chorus_common.errors import ConflictError
 from chorus_common.service import Service, problem_responses
+from chorus_common.service_signing import ServiceSigner, ServiceVerifier
+from chorus_common.topology import BUCKET_REGISTRY
 from chorus_election.metrics import ElectionMetrics
 
 
@@ -166,6 +172,10 @@ class ElectionService(Service):
             else StepDownReason.INELIGIBLE,
             challenge_margin=s.election_challenge_margin,
             hooks=hooks,
+            signer=await ServiceSigner.open(
+                await self.bus.js.key_value(BUCKET_REGISTRY), self.name, s.node_id, s.data_dir
+            ),
+            verifier=await ServiceVerifier.open(self.bus),
         )
         await self.participant.start()
 

@@ -8,6 +8,11 @@ kept in the ``CHORUS_ELECTION`` stream. Acting as admin requires holding the
 
 Every election, every change of admin and every step-down is logged with its
 trigger and the scores that decided it, and reported to the hooks (metrics).
+
+With a ``signer`` every message this participant sends carries its detached
+signature (chorus_common.service_signing); with a ``verifier`` it takes only
+messages a registered election replica signed, for the node that replica is, so a
+plain NATS client can neither keep a dead admin alive nor install one.
 """
 
 from __future__ import annotations
@@ -42,6 +47,13 @@ from chorus_common.election.rules import (
 from chorus_common.election.score import ScoreSource
 from chorus_common.errors import ConflictError
 from chorus_common.leadership import LeaderLease
+from chorus_common.service_signing import (
+    HEADER_SENDER,
+    ForgedKind,
+    ForgedReason,
+    ServiceSigner,
+    ServiceVerifier,
+)
 from chorus_common.subjects import election_subject
 
 log = logging.getLogger("chorus.election")
@@ -121,8 +133,12 @@ class Participant:
         ineligible_reason: StepDownReason = StepDownReason.INELIGIBLE,
         challenge_margin: float = DEFAULT_CHALLENGE_MARGIN,
         hooks: ParticipantHooks | None = None,
+        signer: ServiceSigner | None = None,
+        verifier: ServiceVerifier | None = None,
     ) -> None:
         self.bus = bus
+        self.signer = signer
+        self.verifier = verifier
         self.node_id = node_id
         self.timings = timings
         self.score_source = score
@@ -325,9 +341,7 @@ class Participant:
         # a core publish: it never waits (the stream still keeps it), so a step-down while
         # the bus is slow does not hold up the lease loop
         with contextlib.suppress(Exception):
-            await self.bus.publish_core(
-                election_subject("stepdown"), json.dumps({**body, "at": time.time()}).encode()
-            )
+            await self._send("stepdown", {**body, "at": time.time()})
 
     # -- the loop ----------------------------------------------------------------
 
@@ -376,10 +390,7 @@ class Participant:
         term = self.term
         if term is not None:
             # heartbeat first: the followers' failover clock runs from it
-            await self.bus.publish_core(
-                election_subject("heartbeat"),
-                json.dumps({"node": self.node_id, "term": term, "at": time.time()}).encode(),
-            )
+            await self._send("heartbeat", {"node": self.node_id, "term": term, "at": time.time()})
         await self._announce()
         if term is not None:
             # an admin action counts only if the lease is still valid after its timestamp
@@ -418,17 +429,19 @@ class Participant:
             "components": score.components,
             "eligible": standing,
         }
-        await self.bus.publish_core(election_subject("candidacy"), json.dumps(body).encode())
+        await self._send("candidacy", body)
 
     async def _discover(self) -> None:
         """Ask for an existing admin before electing one (the grace period waits for answers)."""
         with contextlib.suppress(Exception):
+            subject = election_subject("discovery_request")
+            data = json.dumps({"node": self.node_id}).encode()
             reply = await self.bus.nc.request(
-                election_subject("discovery_request"),
-                json.dumps({"node": self.node_id}).encode(),
-                timeout=self.timings.grace,
+                subject, data, timeout=self.timings.grace, headers=self._sign(subject, data)
             )
             doc = json.loads(reply.data)
+            if not await self._believe(reply, doc.get("admin")):
+                return
             self.rules.on_discovery_response(doc["admin"], int(doc["term"]), time.monotonic())
 
     async def _started(self, started: ElectionStarted) -> None:
@@ -511,9 +524,9 @@ class Participant:
 
     async def _persist(self, event: str, body: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):
-            await self.bus.js.publish(
-                election_subject(event), json.dumps({**body, "at": time.time()}).encode(), timeout=1
-            )
+            subject = election_subject(event)
+            data = json.dumps({**body, "at": time.time()}).encode()
+            await self.bus.js.publish(subject, data, timeout=1, headers=self._sign(subject, data))
 
     async def _elected(self, term: int) -> None:
         now = time.monotonic()
@@ -529,10 +542,7 @@ class Participant:
         self._elected_at = now
         self.hooks.on_elected(term, duration)
         self.hooks.on_admin_change(record.cause if record else Trigger.ADMIN_HEARTBEAT_TIMEOUT)
-        await self.bus.publish_core(
-            election_subject("heartbeat"),
-            json.dumps({"node": self.node_id, "term": term, "at": time.time()}).encode(),
-        )
+        await self._send("heartbeat", {"node": self.node_id, "term": term, "at": time.time()})
         await self._persist(
             "winner", {"node": self.node_id, "term": term, "score": self.last_score.components}
         )
@@ -561,16 +571,55 @@ class Participant:
             except Exception:
                 log.exception("leader duty failed to stop for term %d", term)
 
+    # -- signing ------------------------------------------------------------------
+
+    def _sign(self, subject: str, data: bytes) -> dict[str, str] | None:
+        return self.signer.sign_headers(subject, data) if self.signer is not None else None
+
+    async def _send(self, event: str, body: dict[str, Any]) -> None:
+        """A core publish of ``body`` on ``chorus.election.<event>``, signed."""
+        subject = election_subject(event)
+        data = json.dumps(body).encode()
+        await self.bus.publish_core(subject, data, headers=self._sign(subject, data))
+
+    async def _believe(self, msg: Msg, node: Any) -> bool:
+        """Whether ``msg`` was signed by the registered election replica of ``node``.
+
+        Without a verifier every message is believed (an SDK participant that opted out).
+        A message signed by one replica about another node is refused like a forgery.
+        """
+        if self.verifier is None:
+            return True
+        signer = await self.verifier.check_detached(
+            ForgedKind.ELECTION, "election", msg.subject, msg.data, msg.headers
+        )
+        if signer is None:
+            return False
+        if node is not None and node != signer.node_id:
+            self.verifier.count(
+                ForgedKind.ELECTION,
+                ForgedReason.NOT_SERVICE,
+                f"{msg.subject} signed by {signer.sender} speaks for node {node!r}",
+            )
+            return False
+        return True
+
     # -- messages from others ---------------------------------------------------
 
     async def _on_message(self, msg: Msg) -> None:
+        if self.signer is not None and (msg.headers or {}).get(HEADER_SENDER) == self.signer.sender:
+            return  # our own words, or a forgery in our name: nothing to act on either way
         event = msg.subject.rsplit(".", 1)[-1]
         try:
             doc = json.loads(msg.data) if msg.data else {}
         except (ValueError, RecursionError):
-            return
+            doc = None
         if not isinstance(doc, dict):
-            return  # every election message is a JSON object; anything else is noise
+            doc = None  # every election message is a JSON object; anything else is noise
+        if not await self._believe(msg, doc.get("node") if doc is not None else None):
+            return
+        if doc is None:
+            return
         now = time.monotonic()
         if event == "candidacy" and doc.get("node") != self.node_id:
             with contextlib.suppress(KeyError, TypeError, ValueError):
@@ -607,7 +656,8 @@ class Participant:
             if started is not None:
                 await self._started(started)
         elif event == "discovery_request" and msg.reply and self.is_admin:
-            await msg.respond(json.dumps({"admin": self.node_id, "term": self.term}).encode())
+            data = json.dumps({"admin": self.node_id, "term": self.term}).encode()
+            await self.bus.nc.publish(msg.reply, data, headers=self._sign(msg.reply, data))
         elif event == "started" and doc.get("node") != self.node_id:
             with contextlib.suppress(ValueError):
                 trigger = Trigger(str(doc.get("trigger")))
