@@ -62,6 +62,7 @@ async def main(n: int) -> None:
                 nats_url=server.url,
                 http_port=0,
                 admin_token="bench",
+                license_required=False,  # no licensing service here
                 node_id="c1",
                 data_dir=Path(tmp) / "c",
                 coordinator_assign_interval_seconds=0.05,

@@ -23,6 +23,9 @@ from figures import Figure, at_most, percentile, report
 from chorus_common.natsserver import NatsServer, free_port
 from chorus_common.processes import ServiceProcess
 
+#: reads need the read scope (CHORUS_READ_TOKENS below)
+READER = {"Authorization": "Bearer bench"}
+
 
 def start(node: str, nats_url: str, base: Path, profile: str) -> ServiceProcess:
     return ServiceProcess(
@@ -32,6 +35,7 @@ def start(node: str, nats_url: str, base: Path, profile: str) -> ServiceProcess:
         env={
             "CHORUS_NATS_URL": nats_url,
             "CHORUS_LICENSE_REQUIRED": "false",  # no licensing service here
+            "CHORUS_READ_TOKENS": "bench",
             "CHORUS_NODE_ID": node,
             "CHORUS_ELECTION_PROFILE": profile,
             "CHORUS_DATA_DIR": str(base / node),
@@ -47,7 +51,7 @@ def admin_of(procs: dict[str, ServiceProcess]) -> tuple[str, int] | None:
         if not proc.running:
             continue
         try:
-            view = httpx.get(f"{proc.url}/v1/admin", timeout=0.2).json()
+            view = httpx.get(f"{proc.url}/v1/admin", timeout=0.2, headers=READER).json()
         except (httpx.HTTPError, ValueError):
             continue
         if view.get("is_self"):

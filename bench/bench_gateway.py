@@ -79,6 +79,7 @@ async def main(messages: int, batch: int, rounds: int) -> None:
             nats_url=server.url,
             http_port=0,
             admin_token="bench-token",
+            license_required=False,  # no licensing service here
             gateway_rate_per_second=1e9,
             gateway_rate_burst=10**9,
             data_dir=Path(tmp) / "data",

@@ -26,6 +26,9 @@ from figures import Figure, at_most, report
 from chorus_common.natsserver import NatsServer, free_port
 from chorus_common.processes import ServiceProcess
 
+#: reads need the read scope (CHORUS_READ_TOKENS below)
+READER = {"Authorization": "Bearer bench"}
+
 NODES = ("s1", "s2", "s3")
 
 BUSY_LOOP = "while True: pass"
@@ -53,6 +56,7 @@ def start(node: str, nats_url: str, base: Path) -> ServiceProcess:
         env={
             "CHORUS_NATS_URL": nats_url,
             "CHORUS_LICENSE_REQUIRED": "false",  # no licensing service here
+            "CHORUS_READ_TOKENS": "bench",
             "CHORUS_NODE_ID": node,
             "CHORUS_DATA_DIR": str(base / node),
             "CHORUS_LOG_LEVEL": "INFO",
@@ -65,7 +69,7 @@ def views(procs: dict[str, ServiceProcess]) -> dict[str, dict[str, object]]:
     out = {}
     for node, proc in procs.items():
         try:
-            out[node] = httpx.get(f"{proc.url}/v1/admin", timeout=1.0).json()
+            out[node] = httpx.get(f"{proc.url}/v1/admin", timeout=1.0, headers=READER).json()
         except (httpx.HTTPError, ValueError):
             continue
     return out

@@ -109,7 +109,8 @@ def test_chorus_up_ready_status_tail_and_clean_stop(tmp_path: Path) -> None:
         pids = [s["pid"] for s in state["services"]]
         assert "development license" in text
         licensing = next(s["url"] for s in state["services"] if s["name"] == "licensing")
-        license_status = httpx.get(f"{licensing}/v1/license", timeout=5).json()
+        reader = {"Authorization": f"Bearer {(data / 'read-token').read_text().strip()}"}
+        license_status = httpx.get(f"{licensing}/v1/license", timeout=5, headers=reader).json()
         assert license_status["valid"] is True
         assert set(license_status["holders"]) == names - {
             "licensing"
@@ -247,6 +248,11 @@ class Up:
         data: dict[str, Any] = json.loads((self.data / "up.json").read_text())
         return data
 
+    @property
+    def reader(self) -> dict[str, str]:
+        """Headers with the read token `chorus up` keeps in its data dir."""
+        return {"Authorization": f"Bearer {(self.data / 'read-token').read_text().strip()}"}
+
     def service(self, name: str) -> dict[str, Any]:
         return next(s for s in self.state()["services"] if s["name"] == name)
 
@@ -335,9 +341,76 @@ def test_ha_runs_every_replica_of_the_chart_shape_licensed(ha_up: Up) -> None:
     assert all(r["ready"] and r["state"] == "ready" and r["restarts"] == 0 for r in rows), rows
 
     licensing = ha_up.service("licensing")["url"]
-    license_status = httpx.get(f"{licensing}/v1/license", timeout=5).json()
+    license_status = httpx.get(f"{licensing}/v1/license", timeout=5, headers=ha_up.reader).json()
     assert license_status["valid"] is True
     assert set(license_status["holders"]) == set(HA_NAMES) - {"licensing"}
+
+
+def test_ha_runs_with_scoped_tokens_end_to_end(ha_up: Up) -> None:
+    """Reads closed, an agent enrolled with the printed token, its token bound to it."""
+    from chorus_common.envelopes import Envelope, MessageType
+    from chorus_common.envelopes.samples import SAMPLE_PAYLOADS
+    from chorus_common.feeds import FeedWriter
+    from chorus_common.signing import AgentKey
+
+    read = {"Authorization": f"Bearer {(ha_up.data / 'read-token').read_text().strip()}"}
+    admin = {"Authorization": f"Bearer {(ha_up.data / 'admin-token').read_text().strip()}"}
+    enrolment = next(
+        line.rsplit(" ", 1)[1]
+        for line in ha_up.wait_for("enrolment token", timeout=10).splitlines()
+        if "enrolment token" in line
+    )
+    coordinator = ha_up.service("coordinator-1")["url"]
+    gw1, gw2 = (ha_up.service(f"pubsub-gateway-{i}")["url"] for i in (1, 2))
+    with httpx.Client(timeout=10) as http:
+        assert http.get(f"{coordinator}/v1/tasks").status_code == 401
+        assert http.get(f"{coordinator}/v1/tasks", headers=read).status_code == 200
+        refused = http.post(f"{coordinator}/v1/tasks", headers=read, json={"title": "x"})
+        assert refused.status_code == 403 and refused.json()["reason"] == "scope_missing"
+        assert http.get(f"{gw2}/v1/stream", headers={}).status_code == 401
+
+        key = AgentKey.generate()
+        bearer = {"Authorization": f"Bearer {enrolment}"}
+        ask = {"agent": "e2e-agent", "public_key": key.public_key}
+        challenge = http.post(f"{gw1}/v1/enrolments/challenge", json=ask, headers=bearer)
+        assert challenge.status_code == 201, challenge.text
+        nonce = challenge.json()["challenge"]
+        signed = key.sign(f"chorus-enrol\ne2e-agent\n{key.public_key}\n{nonce}".encode())
+        enrolled = http.post(  # at the other replica: enrolment state is shared
+            f"{gw2}/v1/enrolments",
+            json={**ask, "challenge": nonce, "signature": signed},
+            headers=bearer,
+        )
+        assert enrolled.status_code == 201, enrolled.text
+        assert enrolled.json()["scopes"] == ["publish", "read"]
+        agent = {"Authorization": f"Bearer {enrolled.json()['token']}"}
+        again = http.post(f"{gw1}/v1/enrolments/challenge", json=ask, headers=bearer)
+        assert again.status_code == 401  # one agent, once
+
+        writer = FeedWriter("e2e-agent", key)
+        env = writer.seal(
+            Envelope(
+                type=MessageType.STATUS_UPDATE,
+                sender="e2e-agent",
+                payload=SAMPLE_PAYLOADS[MessageType.STATUS_UPDATE],
+            )
+        )
+        body = env.model_dump(mode="json")
+        published = http.post(f"{gw1}/v1/envelopes", json=body, headers=agent)
+        assert published.status_code == 201, published.text
+        as_other = {**body, "sender": "someone-else"}
+        forged = http.post(f"{gw2}/v1/envelopes", json=as_other, headers=agent)
+        assert forged.status_code == 403 and forged.json()["reason"] == "sender_mismatch"
+        assert http.post(f"{gw1}/v1/envelopes", json=body, headers=read).status_code == 403
+
+        revoked = http.delete(f"{gw1}/v1/agents/e2e-agent/tokens", headers=admin)
+        assert revoked.status_code == 200 and revoked.json()["revoked"] == 1
+        # every replica stops trusting it within its cache time (5 s)
+        _until(
+            lambda: http.get(f"{gw2}/v1/agents/e2e-agent", headers=agent).status_code == 401,
+            10,
+            "the revoked token refused by the other gateway",
+        )
 
 
 @pytest.mark.slow
@@ -345,7 +418,7 @@ def test_ha_election_replicas_agree_on_one_admin(ha_up: Up) -> None:
     urls = [ha_up.service(f"election-{i}")["url"] for i in (1, 2, 3)]
 
     def views() -> list[dict[str, Any]] | None:
-        got = [httpx.get(f"{u}/v1/admin", timeout=2).json() for u in urls]
+        got = [httpx.get(f"{u}/v1/admin", timeout=2, headers=ha_up.reader).json() for u in urls]
         admins = {v["admin"] for v in got}
         return got if len(admins) == 1 and None not in admins else None
 

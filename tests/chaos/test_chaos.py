@@ -33,7 +33,8 @@ SEED = int(os.environ.get("CHORUS_CHAOS_SEED", "20261126"))
 
 
 async def _one_admin(c: ChaosConstellation) -> bool:
-    async with httpx.AsyncClient(timeout=1) as client:
+    reader = {"Authorization": f"Bearer {c.admin_token}"}
+    async with httpx.AsyncClient(timeout=1, headers=reader) as client:
         views = [(await client.get(f"{u}/v1/admin")).json() for u in c.urls("election")]
     admins = {v["admin"] for v in views}
     return len(admins) == 1 and None not in admins and sum(v["is_self"] for v in views) == 1

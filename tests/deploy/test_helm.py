@@ -72,9 +72,15 @@ def test_every_service_has_probes_and_runs_its_service() -> None:
         assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
         assert container["startupProbe"]["httpGet"]["path"] == "/health/live"
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
-        env = {e["name"] for e in container["env"]}
-        assert {"CHORUS_NODE_ID", "CHORUS_ADMIN_TOKEN"} <= env
+        env = {e["name"]: e for e in container["env"]}
+        assert {"CHORUS_NODE_ID", "CHORUS_ADMIN_TOKEN", "CHORUS_READ_TOKENS"} <= set(env)
+        # reads are closed unless the values open them
+        assert env["CHORUS_PUBLIC_READ"]["value"] == "false"
+        read = env["CHORUS_READ_TOKENS"]["valueFrom"]["secretKeyRef"]
+        assert read["name"] == "chorus-admin" and read["key"] == "read-token"
     dht = workloads["chorus-dht"]
+    tokens = _by(docs, "Secret")["chorus-admin"]["data"]
+    assert tokens["admin-token"] and tokens["read-token"] != tokens["admin-token"]
     assert dht["kind"] == "StatefulSet" and dht["spec"]["volumeClaimTemplates"]
 
 

@@ -43,7 +43,7 @@ try:
     while not good.is_ready() and time.monotonic() < deadline:
         time.sleep(0.05)
     out["ready"] = good.is_ready()
-    out["node"] = httpx.get(good.url + "/v1/nodes", timeout=5).json().get("self")
+    out["node"] = httpx.get(good.url + "/v1/nodes", timeout=5, headers={"Authorization": "Bearer t"}).json().get("self")
     out["comm"] = Path(f"/proc/{good.proc.pid}/comm").read_text().strip()
     out["session_leader"] = __import__("os").getsid(good.proc.pid) == good.proc.pid
     out["terminate_seconds"] = good.terminate(timeout=20)

@@ -19,6 +19,8 @@ from chorus_common.testing import wait_until
 
 TEMPO = 600.0  # ten beats a second, so a test sees many beats
 
+ADMIN = {"Authorization": "Bearer test-admin-token"}
+
 
 def start(nats_url: str, tmp_path: Path, node: str) -> ServiceProcess:
     return ServiceProcess(
@@ -133,7 +135,7 @@ async def test_beat_failover_and_operation_telemetry(
 
 
 async def _get(proc: ServiceProcess, path: str) -> Any:
-    async with httpx.AsyncClient(timeout=5) as client:
+    async with httpx.AsyncClient(timeout=5, headers=ADMIN) as client:
         return (await client.get(f"{proc.url}{path}")).json()
 
 
@@ -142,7 +144,7 @@ async def _count(fetch: Any, n: int) -> bool:
 
 
 async def _health(proc: ServiceProcess, agent: str, state: str) -> bool:
-    async with httpx.AsyncClient(timeout=5) as client:
+    async with httpx.AsyncClient(timeout=5, headers=ADMIN) as client:
         resp = await client.get(f"{proc.url}/v1/agents/{agent}/health")
     return resp.status_code == 200 and resp.json()["health"] == state
 

@@ -59,7 +59,9 @@ class Cluster:
         out = []
         for node, proc in self.procs.items():
             if proc.running:
-                local = httpx.get(f"{proc.url}/v1/local", timeout=2).json()["records"]
+                local = httpx.get(f"{proc.url}/v1/local", timeout=2, headers=ADMIN).json()[
+                    "records"
+                ]
                 if any(r["address"] == address and not r["deleted"] for r in local):
                     out.append(node)
         return out
@@ -85,7 +87,10 @@ def cluster(request: pytest.FixtureRequest, nats_url: str, tmp_path: Path) -> It
         for node in NODES:
             wait(c.procs[node].is_ready, 30, f"{node} ready:\n{c.procs[node].log_tail()}")
         wait(
-            lambda: all(len(httpx.get(f"{c.url(n)}/v1/nodes").json()["peers"]) == 4 for n in NODES),
+            lambda: all(
+                len(httpx.get(f"{c.url(n)}/v1/nodes", headers=ADMIN).json()["peers"]) == 4
+                for n in NODES
+            ),
             15,
             "every node knows the four others",
         )

@@ -54,7 +54,7 @@ class ElectionGroup:
 
     def get(self, node: str, path: str) -> dict[str, Any] | None:
         try:
-            resp = httpx.get(f"{self.procs[node].url}{path}", timeout=0.5)
+            resp = httpx.get(f"{self.procs[node].url}{path}", timeout=0.5, headers=ADMIN)
             return resp.json() if resp.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None

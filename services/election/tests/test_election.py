@@ -40,7 +40,7 @@ def test_election_lifecycle(election_group: ElectionGroup, nats_server: Any) -> 
     admin, term = wait(lambda: _admin_is(g, "e2"), 25, "e2, the best score, is admin")
     wait(lambda: (g.view("e1") or {}).get("admin") == "e2", 5, "followers see the admin")
     assert g.view("e1")["score"]["components"]["capabilities"] == 1.0  # type: ignore[index]
-    history = httpx.get(f"{g.procs['e2'].url}/v1/elections").json()["elections"]
+    history = httpx.get(f"{g.procs['e2'].url}/v1/elections", headers=ADMIN).json()["elections"]
     assert history and history[0]["winner"] == "e2"
     assert history[0]["cause"] in ("no_admin_discovered", "admin_heartbeat_timeout", "challenge")
 

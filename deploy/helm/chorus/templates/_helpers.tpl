@@ -125,6 +125,14 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ include "chorus.adminSecretName" . }}
       key: admin-token
+- name: CHORUS_READ_TOKENS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "chorus.adminSecretName" . }}
+      key: read-token
+      optional: true
+- name: CHORUS_PUBLIC_READ
+  value: {{ .Values.config.publicRead | default false | quote }}
 {{- /* the chart's own NATS has a user per service (chorus.natsUserEnv) instead */}}
 {{- if not .Values.nats.embedded.enabled }}
 {{- with .Values.nats.authSecret }}

@@ -107,6 +107,8 @@ class Constellation:
     supervisor: Supervisor | None = None
     notes: list[str] = field(default_factory=list)
     admin_token: str = ""
+    #: a token with the read scope only (CHORUS_READ_TOKENS): dashboards, scripts, browsers
+    read_token: str = ""
     license_note: str = ""
     started_at: float = field(default_factory=time.time)
 
@@ -209,13 +211,8 @@ class Constellation:
         )
         self.notes.extend(notes)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        token_file = self.data_dir / "admin-token"
-        if token_file.exists():
-            self.admin_token = token_file.read_text().strip()
-        else:
-            self.admin_token = secrets.token_urlsafe(24)
-            token_file.write_text(self.admin_token + "\n")
-            token_file.chmod(0o600)
+        self.admin_token = self._token("admin-token")
+        self.read_token = self._token("read-token")
         assert self.nats_url is not None
         license_env = self._development_license(
             seats_needed=sum(1 for i in instances if i.service != "licensing")
@@ -231,6 +228,7 @@ class Constellation:
                 "CHORUS_NODE_ID": inst.name,
                 "CHORUS_DATA_DIR": str(self.data_dir / inst.name),
                 "CHORUS_ADMIN_TOKEN": self.admin_token,
+                "CHORUS_READ_TOKENS": self.read_token,
                 "CHORUS_HEALTH_INTERVAL_SECONDS": "5",
                 **({"CHORUS_JS_REPLICAS": str(self.js_replicas)} if self.cluster else {}),
                 **(
@@ -253,6 +251,32 @@ class Constellation:
             self.processes.append(proc.start())
         self.write_state()
         return self.processes
+
+    def _token(self, name: str) -> str:
+        """A token kept in the data dir (0600), so a restart keeps what clients hold."""
+        path = self.data_dir / name
+        if path.exists():
+            return path.read_text().strip()
+        token = secrets.token_urlsafe(24)
+        path.write_text(token + "\n")
+        path.chmod(0o600)
+        return token
+
+    def enrolment_token(self, ttl_seconds: float = 24 * 3600.0) -> str:
+        """A fresh one-time enrolment token from a gateway (an agent enrols with it once)."""
+        import httpx
+
+        gateway = next(iter(self.instances("pubsub-gateway")), None)
+        if gateway is None:
+            raise ConfigError("no pubsub-gateway runs here, so agents cannot enrol")
+        resp = httpx.post(
+            f"http://127.0.0.1:{gateway.port}/v1/enrolment-tokens",
+            json={"ttl_seconds": ttl_seconds},
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=10.0,
+        )
+        resp.raise_for_status()
+        return str(resp.json()["token"])
 
     def _development_license(self, seats_needed: int) -> dict[str, str]:
         """A local issuer and license, so the constellation runs licensed out of the box."""

@@ -69,6 +69,10 @@ class ChorusSettings(BaseSettings):
     #: hold a seat lease from the licensing service or refuse work (fail closed); turning it
     #: off is an explicit choice (CHORUS_LICENSE_REQUIRED=false), never the default
     license_required: bool = True
+    #: bearer tokens with the ``read`` scope (comma-separated): GET routes, SSE, WebSocket
+    read_tokens: str = ""
+    #: read routes answer without a token (a laptop, a demo); never the default
+    public_read: bool = False
 
 
 S = TypeVar("S", bound=ChorusSettings)

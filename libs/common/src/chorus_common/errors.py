@@ -6,6 +6,8 @@ stable ``code`` and an HTTP ``status``, and is turned into
 
     ChorusError
     ├── RequestInvalidError         request body or parameters fail validation
+    ├── MalformedBodyError          request body unreadable: not UTF-8, nested too deep
+    ├── UnsupportedMediaTypeError   request body of a Content-Type the route does not take
     ├── HttpStatusError             unknown route, wrong method
     ├── ConfigError                 bad CHORUS_* value at start
     ├── EnvelopeError               an envelope cannot be accepted
@@ -70,6 +72,22 @@ class RequestInvalidError(ChorusError):
     code = "request_invalid"
     status = 422
     title = "Invalid request"
+
+
+class MalformedBodyError(ChorusError):
+    """A request body no route should parse (chorus_common.bodies): not UTF-8, too deep."""
+
+    code = "body_malformed"
+    status = 400
+    title = "Malformed request body"
+
+
+class UnsupportedMediaTypeError(ChorusError):
+    """A request body whose Content-Type the route does not take; ``accepted`` says what does."""
+
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
 
 
 class HttpStatusError(ChorusError):

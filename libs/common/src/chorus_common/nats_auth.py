@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chorus_common.license_gate import SUBJECT as LICENSE_SUBJECT
+from chorus_common.service_signing import SERVICE_KEY_PREFIX
 from chorus_common.subjects import (
     BACKBEAT_BEAT,
     STREAM_EVENTS_SUBJECTS,
@@ -40,6 +41,7 @@ from chorus_common.subjects import (
     subject_matches,
 )
 from chorus_common.topology import (
+    AUDIT_SUBJECT_PREFIX,
     BUCKET_ELECTION,
     BUCKET_FEEDS,
     BUCKET_HAP_SESSIONS,
@@ -82,6 +84,13 @@ def kv(bucket: str, key: str = ">") -> str:
 def leader_lease(scope: str) -> str:
     """The KV subject of :class:`chorus_common.leadership.LeaderLease` ``scope`` (key ``leader.<scope>``)."""
     return kv(BUCKET_ELECTION, f"leader.{scope}")
+
+
+def service_identity(service: str) -> str:
+    """The registry keys of ``service``'s replicas (``service.<service>.<sender>``,
+    chorus_common.service_signing): only that service writes them, so what is stored there
+    speaks for it."""
+    return kv(BUCKET_REGISTRY, f"{SERVICE_KEY_PREFIX}.{service}.>")
 
 
 def micro_subjects(service: str) -> tuple[str, ...]:
@@ -181,18 +190,23 @@ LICENSING = _service(
 ELECTION = _service(
     "election",
     "candidacies, heartbeats and outcomes on chorus.election.*; holds the admin lease",
-    publish=[election_subject("*"), leader_lease("admin")],
+    publish=[election_subject("*"), leader_lease("admin"), service_identity("election")],
     subscribe=[election_subject("*")],
 )
 
 PUBSUB_GATEWAY = _service(
     "pubsub-gateway",
-    "publishes verified envelopes, streams chorus.> to HTTP clients, keeps keys and feed heads",
+    "publishes verified envelopes, streams chorus.> to HTTP clients, keeps keys and feed "
+    "heads, enrols agents (identity, challenge and enrolment keys) and audits it",
     publish=[
         *ENVELOPES,
         kv(BUCKET_REGISTRY, "agent.>"),
         kv(BUCKET_REGISTRY, "feed.>"),
         kv(BUCKET_FEEDS),
+        kv(BUCKET_REGISTRY, "identity.>"),
+        kv(BUCKET_REGISTRY, "challenge.>"),
+        kv(BUCKET_REGISTRY, "enrolment.>"),
+        f"{AUDIT_SUBJECT_PREFIX}.>",
     ],
     subscribe=["chorus.>"],
 )
@@ -207,14 +221,24 @@ DHT = _service(
 COORDINATOR = _service(
     "coordinator",
     "the task board in chorus-tasks, its own leader lease, coordination envelopes",
-    publish=[*ENVELOPES, kv(BUCKET_TASKS), leader_lease("coordinator")],
+    publish=[
+        *ENVELOPES,
+        kv(BUCKET_TASKS),
+        leader_lease("coordinator"),
+        service_identity("coordinator"),
+    ],
 )
 
 BACKBEAT = _service(
     "backbeat",
     "the pulse and bar reports on chorus.backbeat.*; the beat clock and its leader lease",
     # ``backbeat.clock`` is chorus_backbeat.service.CLOCK_KEY (a test keeps them equal)
-    publish=["chorus.backbeat.>", leader_lease("backbeat"), kv(BUCKET_ELECTION, "backbeat.clock")],
+    publish=[
+        "chorus.backbeat.>",
+        leader_lease("backbeat"),
+        kv(BUCKET_ELECTION, "backbeat.clock"),
+        service_identity("backbeat"),
+    ],
     subscribe=["chorus.backbeat.>"],
 )
 

@@ -30,7 +30,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.errors import NotFoundError as JsNotFoundError
 from nats.js.kv import KeyValue
 
-from chorus_common.errors import ConflictError, NotFoundError
+from chorus_common.errors import ConflictError, NotFoundError, RequestInvalidError
 from chorus_common.feeds import FeedState
 from chorus_common.signing import b64decode
 from chorus_common.topology import BUCKET_FEEDS, BUCKET_REGISTRY
@@ -40,6 +40,17 @@ from chorus_common.topology import BUCKET_FEEDS, BUCKET_REGISTRY
 class FeedHead:
     state: FeedState
     revision: int | None  # None: no head stored yet
+
+
+def check_public_key(public_key: str) -> None:
+    """400 unless ``public_key`` is a 32-byte Ed25519 key in URL-safe base64."""
+    try:
+        if len(b64decode(public_key)) != 32:
+            raise ValueError
+    except ValueError:
+        raise RequestInvalidError(
+            "public_key must be a 32-byte Ed25519 key in URL-safe base64"
+        ) from None
 
 
 class AgentDirectory:
@@ -93,15 +104,7 @@ class AgentDirectory:
         raise ConflictError(f"agent {agent!r} is being updated concurrently; try again")
 
     async def register_key(self, agent: str, public_key: str) -> dict[str, Any]:
-        try:
-            if len(b64decode(public_key)) != 32:
-                raise ValueError
-        except ValueError:
-            from chorus_common.errors import RequestInvalidError
-
-            raise RequestInvalidError(
-                "public_key must be a 32-byte Ed25519 key in URL-safe base64"
-            ) from None
+        check_public_key(public_key)
         return await self.update(agent, public_key=public_key)
 
     async def public_key(self, agent: str) -> str | None:
@@ -113,6 +116,10 @@ class AgentDirectory:
         key = doc.get("public_key") if doc else None
         self._keys[agent] = (now, key)
         return key
+
+    def forget(self, agent: str) -> None:
+        """Drop the cached key of ``agent`` at once (this replica just rotated it)."""
+        self._keys.pop(agent, None)
 
     async def require_public_key(self, agent: str) -> str:
         key = await self.public_key(agent)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hmac
 import json
 import logging
 import signal
@@ -29,16 +28,20 @@ import nats.micro
 import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.params import Form
 from fastapi.responses import JSONResponse, PlainTextResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.routing import APIRoute
 from nats.micro.request import Request as MicroRequest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import HTTPConnection
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chorus_common import tracing
 from chorus_common.aio import cancel_and_wait
 from chorus_common.backbeat import Tracker
+from chorus_common.bodies import check_body
 from chorus_common.bus import Bus
 from chorus_common.config import ChorusSettings, load_settings
 from chorus_common.errors import (
@@ -52,9 +55,12 @@ from chorus_common.errors import (
 )
 from chorus_common.health import Check, HealthRegistry
 from chorus_common.http_protocols import server_options
+from chorus_common.identity import Identity, TokenBook, split_tokens
+from chorus_common.identity import Scope as TokenScope
 from chorus_common.license_gate import LicenseGate
 from chorus_common.logs import configure_logging
 from chorus_common.metrics import ServiceMetrics
+from chorus_common.topology import BUCKET_REGISTRY
 
 log = logging.getLogger("chorus.service")
 
@@ -69,6 +75,7 @@ PROBLEM_STATUSES: dict[int, str] = {
     404: "Not found",
     409: "Conflict: a compare-and-set was lost, a duplicate, or a stale term",
     413: "Too large",
+    415: "Unsupported media type: send a Content-Type the operation takes (application/json)",
     422: "Invalid request: a body, query or path value fails validation",
     429: "Rate limited; Retry-After says when to try again",
     503: "A dependency (the NATS bus, storage, an upstream) is unavailable; try again",
@@ -102,8 +109,9 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route: the problem+json statuses it answers besides success.
 
     The base documents 401 on routes behind a bearer token, 403 on state-changing
-    routes when the license gate is on, 400 on routes with a body (one that cannot
-    be parsed), and turns FastAPI's 422 into problem+json;
+    routes when the license gate is on, 400 and 415 on routes with a body (one that
+    cannot be read, or of a Content-Type the route does not take: ``_BodyGuard``),
+    and turns FastAPI's 422 into problem+json;
     a route names the rest (404, 409, 503, …) itself.
     """
     return {status: _problem_doc(status) for status in statuses}
@@ -134,6 +142,9 @@ class Service:
     #: whether this service's work needs a license seat (the licensing service, which
     #: grants the seats, is the one that does not)
     needs_seat: ClassVar[bool] = True
+    #: paths (and everything under them) that check a sign-in of their own, such as HAP's
+    #: web UI with its session cookie, instead of a bearer token
+    session_paths: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: ChorusSettings | None = None) -> None:
         self.settings = settings if settings is not None else load_settings(self.settings_class)
@@ -159,6 +170,16 @@ class Service:
         self.bus.admit = lambda: self.licensed
         #: reports this service's operations on the beat (SPEC.md §8); started with the bus
         self.tracker = Tracker(self.bus, self.settings.node_id)
+        #: who a bearer token is; enrolled tokens are looked up once the bus is connected
+        self.tokens = TokenBook()
+        if s.admin_token is not None:
+            admin = Identity("operator", "admin", frozenset({TokenScope.ADMIN}))
+            self.tokens.add([s.admin_token.get_secret_value()], admin)
+        reader = Identity("operator", "reader", frozenset({TokenScope.READ}))
+        self.tokens.add(split_tokens(s.read_tokens), reader)
+        for tokens, identity in self.configured_identities():
+            self.tokens.add(tokens, identity)
+        self._scopes: dict[int, tuple[TokenScope | None, bool]] = {}
         self.app = self._build_app()
 
     # -- what subclasses fill in -------------------------------------------------
@@ -176,37 +197,83 @@ class Service:
         """Extra NATS micro endpoints, by name (served at ``chorus.svc.<name>.<endpoint>``)."""
         return {}
 
+    def configured_identities(self) -> list[tuple[list[str], Identity]]:
+        """Tokens this service's own settings grant, beside the admin and read tokens."""
+        return []
+
     # -- the shared parts --------------------------------------------------------
 
-    def require_admin(self) -> Callable[..., Awaitable[None]]:
-        """A FastAPI dependency for state-changing routes: the bearer admin token."""
-        admin = self.settings.admin_token
-        return self.require_bearer(
-            lambda: {admin.get_secret_value()} if admin is not None else set(),
-            "an admin token (CHORUS_ADMIN_TOKEN)",
-        )
+    def require_admin(self) -> Callable[..., Awaitable[Identity]]:
+        """A FastAPI dependency for state-changing routes: a token with the ``admin`` scope."""
+        return self.require(TokenScope.ADMIN)
 
-    def require_bearer(
-        self, accepted: Callable[[], set[str]], what: str
-    ) -> Callable[..., Awaitable[None]]:
-        """A FastAPI dependency accepting any of ``accepted()`` as bearer token."""
-        bearer = HTTPBearer(auto_error=False)
+    def require(self, scope: TokenScope) -> Callable[..., Awaitable[Identity]]:
+        """A FastAPI dependency: a bearer token whose identity has ``scope``.
 
-        # a default-value Depends: with postponed annotations an Annotated[...] naming the
-        # local ``bearer`` could not be resolved by FastAPI
-        async def check(
-            credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
-        ) -> None:
-            tokens = accepted()
-            if not tokens:
-                raise AuthError(f"this endpoint needs {what}, and none is configured")
-            if credentials is None:
-                raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'")
-            given = credentials.credentials.encode()
-            if not any(hmac.compare_digest(given, t.encode()) for t in tokens):
-                raise AuthError("the bearer token is not valid for this service")
+        The dependency answers the identity, which routes use to bind what a caller
+        may do to who it is (an agent's token publishes only that agent's envelopes).
+        The OpenAPI document names the scope of every operation (``x-chorus-scope``).
+        """
 
+        async def check(request: HTTPConnection) -> Identity:
+            return await self.authorize(request, scope)
+
+        check.chorus_scope = scope  # type: ignore[attr-defined]
         return check
+
+    async def authorize(self, conn: HTTPConnection, scope: TokenScope) -> Identity:
+        """The caller's identity if its bearer token grants ``scope``; else 401 or 403."""
+        if scope is TokenScope.READ and self.settings.public_read:
+            return PUBLIC_READER
+        if not self.tokens.configured:
+            raise AuthError(f"this endpoint needs a token with the {scope} scope, and none is set")
+        scheme, _, token = conn.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'")
+        identity = await self.tokens.resolve(token.strip())
+        if identity is None:
+            raise AuthError("the bearer token is not valid for this service")
+        if not identity.allows(scope):
+            raise ForbiddenError(
+                f"the token of {identity.kind} {identity.name!r} lacks the {scope} scope "
+                f"(it has: {', '.join(sorted(identity.scopes)) or 'none'})",
+                reason="scope_missing",
+                scope=str(scope),
+            )
+        conn.state.identity = identity
+        return identity
+
+    def route_scope(self, route: BaseRoute) -> TokenScope | None:
+        """The scope a route needs: its own ``require(scope)``, else ``read`` for reads.
+
+        Probes, metrics and the API documents are open; so are :attr:`session_paths`.
+        Any other route that changes state declares its scope (or checks its own
+        credentials, like enrolment) — a route that forgets is caught by the behaviour
+        suite, which finds every operation without ``x-chorus-scope``.
+        """
+        key = id(route)
+        if key in self._scopes:
+            return self._scopes[key][0]
+        path = getattr(route, "path", "")
+        methods = getattr(route, "methods", None)
+        scope: TokenScope | None = None
+        dependant = getattr(route, "dependant", None)  # route and parameter dependencies
+        for dep in dependant.dependencies if dependant is not None else ():
+            scope = getattr(dep.call, "chorus_scope", None) or scope
+        explicit = scope is not None
+        reads = methods is None or bool(methods & {"GET", "HEAD"})  # websockets have no methods
+        open_path = serves_before_setup(path) or _under(path, self.session_paths)
+        if not explicit and reads and not open_path:
+            scope = TokenScope.READ
+        # implicit read scopes are checked by _guard_reads; explicit ones by their dependency
+        self._scopes[key] = (scope, not explicit and scope is not None)
+        return scope
+
+    async def _guard_reads(self, request: HTTPConnection) -> None:
+        """App-wide dependency: every read route needs ``read`` unless it says otherwise."""
+        route = request.scope.get("route")
+        if route is not None and self._scopes.get(id(route), (None, False))[1]:
+            await self.authorize(request, TokenScope.READ)
 
     @property
     def gated(self) -> bool:
@@ -286,6 +353,8 @@ class Service:
 
     async def _connect_and_setup(self) -> None:
         await self.bus.connect(timeout=float("inf"))
+        # enrolled tokens (identity.<digest>) live in the registry every service can read
+        self.tokens.kv = await self.bus.js.key_value(BUCKET_REGISTRY)
         self.micro = await nats.micro.add_service(
             self.bus.nc,
             name=f"chorus-{self.name}",
@@ -370,9 +439,11 @@ class Service:
             description=self.description,
             version=self.version,
             lifespan=lifespan,
+            dependencies=[Depends(self._guard_reads)],
         )
         app.state.service = self
         self._install_errors(app)
+        app.add_middleware(_BodyGuard, service=self)
         app.add_middleware(_LicenseGuard, service=self)
         app.add_middleware(_StartingGuard, service=self)
         app.add_middleware(_HttpMetrics, service=self)
@@ -439,6 +510,8 @@ class Service:
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
         )
         self.routes(app)
+        for route in app.routes:
+            self.route_scope(route)
         generate = app.openapi
 
         def openapi() -> dict[str, Any]:
@@ -454,13 +527,30 @@ class Service:
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         schemas["Problem"] = PROBLEM_SCHEMA
         guarded = self.gated
+        doc["components"].setdefault("securitySchemes", {})["bearer"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "a token whose identity has the operation's scope (x-chorus-scope)",
+        }
+        scopes = {  # path_format: the path as OpenAPI spells it ({address}, not {address:path})
+            (path, method): self.route_scope(route)
+            for route in self.app.routes
+            if (path := getattr(route, "path_format", None))
+            for method in getattr(route, "methods", None) or ()
+        }
         for path, operations in doc.get("paths", {}).items():
             for method, operation in operations.items():
+                scope = scopes.get((path, method.upper()))
+                if scope is not None:
+                    operation["x-chorus-scope"] = str(scope)
+                    operation["security"] = [{"bearer": [str(scope)]}]
+                    operation.setdefault("responses", {}).setdefault("403", _problem_doc(403))
                 responses = operation.setdefault("responses", {})
                 if "422" in responses:  # validation errors are problem+json, not FastAPI's shape
                     responses["422"] = _problem_doc(422)
-                if "requestBody" in operation:  # a body that cannot be read (not UTF-8, …)
+                if "requestBody" in operation:  # not UTF-8, too deep, a wrong type (_BodyGuard)
                     responses.setdefault("400", _problem_doc(400))
+                    responses.setdefault("415", _problem_doc(415))
                 if operation.get("security"):
                     responses.setdefault("401", _problem_doc(401))
                 if guarded and method.upper() in _LicenseGuard.MUTATING:
@@ -563,8 +653,20 @@ class _GracefulServer(uvicorn.Server):
 ALWAYS_SERVED = ("/health", "/livez", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc")
 
 
+def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+    """``path`` is one of ``prefixes`` or below one (``/`` stands for itself only)."""
+    return any(
+        path == p or (p.rstrip("/") != "" and path.startswith(p.rstrip("/") + "/"))
+        for p in prefixes
+    )
+
+
 def serves_before_setup(path: str) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in ALWAYS_SERVED)
+    return _under(path, ALWAYS_SERVED)
+
+
+#: who reads when CHORUS_PUBLIC_READ=true
+PUBLIC_READER = Identity("operator", "public", frozenset({TokenScope.READ}))
 
 
 class _StartingGuard:
@@ -616,6 +718,82 @@ class _LicenseGuard:
                 await problem_response(exc, scope.get("path"))(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class _BodyGuard:
+    """Every route's body is checked before the route reads it (``chorus_common.bodies``).
+
+    A route says what it takes as its OpenAPI ``requestBody`` does: a FastAPI body
+    field (JSON, or a form), or ``openapi_extra={"requestBody": {"content": …}}`` for a
+    route that reads ``request.body()`` itself, such as the gateway's envelopes and
+    HAP's web forms (``chorus_common.bodies.FORM_BODY``). A route that declares no body
+    is passed through unread. The body is read here once and handed on unchanged.
+    """
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.service = service
+        self._taken: dict[int, frozenset[str] | None] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        accepted = self._accepted(scope) if scope["type"] == "http" else None
+        if accepted is None:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: nothing to check
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        headers = dict(scope.get("headers") or [])
+        content_type = headers.get(b"content-type", b"").decode("latin-1") or None
+        try:
+            check_body(body, content_type, accepted)
+        except ChorusError as exc:
+            self.service.metrics.system.errors.labels(exc.code).inc()
+            await problem_response(exc, scope.get("path"))(scope, receive, send)
+            return
+        whole = {"type": "http.request", "body": body, "more_body": False}
+        await self.app(scope, _replay([whole], receive), send)
+
+    def _accepted(self, scope: Scope) -> frozenset[str] | None:
+        """The media types of the route this request reaches, or None: no body to check."""
+        if scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            return None
+        for route in self.service.app.router.routes:
+            if isinstance(route, APIRoute) and route.matches(scope)[0] is Match.FULL:
+                if id(route) not in self._taken:
+                    self._taken[id(route)] = _media_types(route)
+                return self._taken[id(route)]
+        return None
+
+
+def _media_types(route: APIRoute) -> frozenset[str] | None:
+    """What a route's body may be, as its OpenAPI ``requestBody`` says (None: no body)."""
+    declared = (route.openapi_extra or {}).get("requestBody", {}).get("content", {})
+    taken = set(declared)
+    if route.body_field is not None:
+        info = route.body_field.field_info
+        if isinstance(info, Form):
+            taken |= {"application/x-www-form-urlencoded", "multipart/form-data"}
+        else:
+            taken.add(getattr(info, "media_type", None) or "application/json")
+    return frozenset(taken) or None
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` that first hands out ``messages``, then what the client sends next."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
 
 
 class _HttpMetrics:

@@ -22,6 +22,8 @@ from nats.js.errors import BadRequestError, NotFoundError
 from chorus_common.subjects import STREAM_EVENTS_SUBJECTS
 
 HOUR = 3600.0
+#: audit events (enrolment, key rotation, revocation) are published under this prefix
+AUDIT_SUBJECT_PREFIX = "chorus.audit"
 DAY = 24 * HOUR
 
 
@@ -56,6 +58,12 @@ STREAMS: tuple[StreamSpec, ...] = (
         subjects=["chorus.election.winner", "chorus.election.started", "chorus.election.stepdown"],
         max_age=30 * DAY,
         description="Election outcomes and terms (heartbeats are not kept)",
+    ),
+    StreamSpec(
+        name="CHORUS_AUDIT",
+        subjects=[f"{AUDIT_SUBJECT_PREFIX}.>"],
+        max_age=365 * DAY,
+        description="Who enrolled, registered, rotated or revoked what, and when",
     ),
     StreamSpec(
         name="CHORUS_BACKBEAT",

@@ -36,6 +36,7 @@ from chorus_common.feeds import FeedState, FeedWriter
 from chorus_common.kvscan import scan
 from chorus_common.registry import AgentDirectory
 from chorus_common.sealed import RoleKeyPair
+from chorus_common.service_signing import ServiceVerifier
 from chorus_common.shhh import Finding, Redactor
 from chorus_common.signing import AgentKey
 from chorus_common.subjects import routes, subject_matches, validate_filter
@@ -108,6 +109,7 @@ class Portal:
         self.listeners: set[Callable[[FeedItem], None]] = set()
         self.people: dict[str, Person] = {}
         self.directory: AgentDirectory | None = None
+        self.verifier: ServiceVerifier | None = None
         self._subs: list[Any] = []
         self._http = httpx.AsyncClient(timeout=5)
         self._changed = asyncio.Event()
@@ -115,6 +117,7 @@ class Portal:
 
     async def start(self) -> None:
         self.directory = await AgentDirectory.open(self.bus.js)
+        self.verifier = await ServiceVerifier.open(self.bus)
         self._subs.append(await self.bus.nc.subscribe("chorus.>", cb=self._on_live))
         self._subs.append(
             await self.bus.js.subscribe(
@@ -161,6 +164,10 @@ class Portal:
         try:
             env = Envelope.decode(msg.data)
         except Exception:
+            return
+        # a person must never be shown a service's word that the service did not sign
+        assert self.verifier is not None
+        if not (await self.verifier.check_envelope(env)).ok:
             return
         item = FeedItem(msg.subject, time.time(), env.sender, env.type.value, summarize(env))
         self.recent.append(item)
@@ -407,12 +414,11 @@ class Portal:
             raise UnavailableError(
                 "no DHT is configured for the UCXL browser (set CHORUS_HAP_DHT_URL)"
             )
-        headers = {}
+        # DHT reads need the read scope; HAP reads with the token it holds
+        headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
         if decrypt:
-            headers = {
-                "X-Chorus-Role": self.role,
-                "X-Chorus-Role-Key": self.role_key().private_text,
-            }
+            headers["X-Chorus-Role"] = self.role
+            headers["X-Chorus-Role-Key"] = self.role_key().private_text
         try:
             resp = await self._http.get(
                 f"{self.dht_url.rstrip('/')}{path}", params=params, headers=headers

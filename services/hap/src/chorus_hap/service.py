@@ -31,7 +31,7 @@ class HapService(Service):
     settings_class = HapSettings
     settings: HapSettings
     #: the web UI signs people in with its own session cookie (chorus_hap.sessions)
-    session_paths = ("/ui",)
+    session_paths = ("/", "/ui")  # "/" redirects to the sign-in
 
     def __init__(self, settings: HapSettings | None = None) -> None:
         super().__init__(settings)

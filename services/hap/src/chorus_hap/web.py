@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chorus_common.bodies import FORM_BODY
 from chorus_common.errors import ChorusError, UnavailableError
 from chorus_hap.portal import WIZARD_TYPES, FeedItem
 from chorus_hap.sessions import SessionError
@@ -130,7 +131,7 @@ def install_web(app: FastAPI, service: HapService) -> None:
     async def login_page(error: str | None = None) -> HTMLResponse:
         return page("login.html", title="Sign in", error=error, agent=None)
 
-    @app.post("/ui/login", include_in_schema=False)
+    @app.post("/ui/login", include_in_schema=False, openapi_extra=FORM_BODY)
     async def login(request: Request) -> Response:
         token = (await form(request)).get("token", "")
         agent = person_of(token) if token else None
@@ -257,7 +258,7 @@ def install_web(app: FastAPI, service: HapService) -> None:
 
         return await guarded(request, render)
 
-    @app.post("/ui/hmmm", include_in_schema=False)
+    @app.post("/ui/hmmm", include_in_schema=False, openapi_extra=FORM_BODY)
     async def hmmm_step(request: Request) -> Response:
         data = await form(request)
 
@@ -364,7 +365,7 @@ def install_web(app: FastAPI, service: HapService) -> None:
 
         return await guarded(request, render)
 
-    @app.post("/ui/decisions", include_in_schema=False)
+    @app.post("/ui/decisions", include_in_schema=False, openapi_extra=FORM_BODY)
     async def open_decision(request: Request) -> Response:
         data = await form(request)
 
@@ -380,7 +381,7 @@ def install_web(app: FastAPI, service: HapService) -> None:
 
         return await guarded(request, render)
 
-    @app.post("/ui/decisions/{decision_id}/vote", include_in_schema=False)
+    @app.post("/ui/decisions/{decision_id}/vote", include_in_schema=False, openapi_extra=FORM_BODY)
     async def vote(request: Request, decision_id: str) -> Response:
         data = await form(request)
 

@@ -12,19 +12,22 @@ from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 from nats.js.errors import NotFoundError as JsNotFoundError
-from pydantic import BaseModel, Field
 
+from chorus_common.bodies import loads_json
 from chorus_common.bus import EVENTS_STREAM
 from chorus_common.envelopes import MessageType, envelope_json_schema, type_schemas
 from chorus_common.errors import (
     ChorusError,
+    ForbiddenError,
     MalformedEnvelopeError,
     NotFoundError,
     OversizeError,
 )
+from chorus_common.identity import Identity, Scope
 from chorus_common.service import problem_responses
 from chorus_common.subjects import validate_filter
 from chorus_gateway.asyncapi import asyncapi_document
+from chorus_gateway.enrolment import install_enrolment
 from chorus_gateway.streaming import Subscriber, SubscriberEvents, serve_websocket
 
 if TYPE_CHECKING:
@@ -81,17 +84,9 @@ def _document_envelopes(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-class KeyRegistration(BaseModel):
-    model_config = {
-        "json_schema_extra": {
-            "examples": [{"public_key": "IPsJWfMiQUuMyOKYpYwUvLRN26NXp57XYArZPU_EVlk"}]
-        }
-    }
-
-    public_key: str = Field(min_length=40, max_length=64, description="Ed25519, URL-safe base64")
-
-
 async def _json_body(request: Request, limit: int) -> Any:
+    """The body as JSON; the service's body guard has checked its type, UTF-8 and depth,
+    and ``loads_json`` checks them again for any caller the guard does not stand before."""
     body = await request.body()
     if len(body) > limit:
         raise OversizeError(
@@ -100,17 +95,33 @@ async def _json_body(request: Request, limit: int) -> Any:
             limit=limit,
         )
     try:
-        return json.loads(body)
+        return loads_json(body)
     except ValueError as exc:
         raise MalformedEnvelopeError(f"request body is not JSON: {exc}") from None
 
 
+def own_senders_only(identity: Identity, items: list[Any]) -> None:
+    """An agent's token publishes that agent's envelopes only (403 naming the first other).
+
+    Signatures already stop forging another agent's feed; this stops an enrolled agent
+    from spending another sender's rate limit or feed sequence with envelopes that are
+    bound to fail. Operator, service and admin tokens publish for any sender.
+    """
+    if identity.kind != "agent" or identity.allows(Scope.ADMIN):
+        return
+    for index, item in enumerate(items):
+        sender = item.get("sender") if isinstance(item, dict) else None
+        if sender != identity.name:
+            raise ForbiddenError(
+                f"item {index}: the token of agent {identity.name!r} may not publish as {sender!r}",
+                reason="sender_mismatch",
+                index=index,
+            )
+
+
 def install_routes(app: FastAPI, service: GatewayService) -> None:
     settings = service.settings
-    can_publish = service.require_bearer(
-        settings.publish_tokens, "a publish token (CHORUS_GATEWAY_TOKENS)"
-    )
-    admin = service.require_admin()
+    can_publish = service.require(Scope.PUBLISH)
 
     @app.post(
         "/v1/envelopes",
@@ -130,6 +141,7 @@ def install_routes(app: FastAPI, service: GatewayService) -> None:
         item = await _json_body(request, settings.max_message_bytes)
         if not isinstance(item, dict):
             raise MalformedEnvelopeError("the body must be one envelope (a JSON object)")
+        own_senders_only(request.state.identity, [item])
         result = (await service.publisher.publish([item]))[0]
         if not result.ok:
             assert result.error is not None
@@ -183,6 +195,7 @@ def install_routes(app: FastAPI, service: GatewayService) -> None:
                 size=len(items),
                 limit=settings.gateway_batch_max,
             )
+        own_senders_only(request.state.identity, items)
         results = await service.publisher.publish(items)
         accepted = sum(1 for r in results if r.ok)
         return {
@@ -305,17 +318,7 @@ def install_routes(app: FastAPI, service: GatewayService) -> None:
         """An AsyncAPI 3 document of every subject and payload, generated from the models."""
         return asyncapi_document(service.version, settings.nats_url)
 
-    @app.post(
-        "/v1/agents/{agent}/keys",
-        dependencies=[Depends(admin)],
-        tags=["agents"],
-        status_code=201,
-        responses=problem_responses(409, 503),
-    )
-    async def register_key(body: KeyRegistration, agent: str = AgentId) -> dict[str, Any]:
-        """Register the Ed25519 public key that verifies an agent's feed."""
-        doc = await service.directory.register_key(agent, body.public_key)
-        return {"agent": agent, "public_key": doc["public_key"]}
+    install_enrolment(app, service)
 
     @app.get("/v1/agents/{agent}", tags=["agents"], responses=problem_responses(404, 503))
     async def get_agent(agent: str = AgentId) -> dict[str, Any]:

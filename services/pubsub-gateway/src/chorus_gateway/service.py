@@ -5,8 +5,10 @@ from __future__ import annotations
 import redis.asyncio as redis
 from fastapi import FastAPI
 
+from chorus_common.identity import Identity, Scope
 from chorus_common.registry import AgentDirectory, FeedIndex
 from chorus_common.service import Service
+from chorus_common.shhh import Redactor, default_redactor, settings_secrets
 from chorus_gateway.app import install_routes
 from chorus_gateway.metrics import GatewayMetrics
 from chorus_gateway.publishing import Publisher
@@ -26,6 +28,10 @@ class GatewayService(Service):
         super().__init__(settings)
         self.gateway_metrics = GatewayMetrics(self.metrics.registry)
         self._redis: redis.Redis | None = None
+
+    def configured_identities(self) -> list[tuple[list[str], Identity]]:
+        publisher = Identity("service", "publisher", frozenset({Scope.PUBLISH, Scope.READ}))
+        return [(self.settings.publish_tokens(), publisher)]
 
     def routes(self, app: FastAPI) -> None:
         install_routes(app, self)
@@ -57,8 +63,16 @@ class GatewayService(Service):
             limiter,
             s,
             self.gateway_metrics,
+            redactor=self._redactor(),
             tracker=self.tracker,
         )
+
+    def _redactor(self) -> Redactor:
+        """SHHH knowing this gateway's own tokens and passwords: an agent that pastes the
+        admin or a publish token into a message has it redacted, and so do the logs."""
+        secrets = [*settings_secrets(self.settings), *self.settings.publish_tokens()]
+        default_redactor().add_secrets(secrets)
+        return Redactor(secrets=secrets)
 
     async def _check_redis(self) -> str:
         assert self._redis is not None

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pydantic import Field
 
 from chorus_common.config import ChorusSettings
+from chorus_common.identity import split_tokens
 
 
 class GatewaySettings(ChorusSettings):
-    #: bearer tokens allowed to publish (comma-separated); the admin token always may
+    #: bearer tokens allowed to publish as any sender, and read (comma-separated); the admin
+    #: token always may
     gateway_tokens: str = ""
     gateway_rate_per_second: float = Field(default=200.0, gt=0)
     gateway_rate_burst: int = Field(default=2000, ge=1)
@@ -22,8 +24,6 @@ class GatewaySettings(ChorusSettings):
     #: envelopes whose created_at is further than this from the gateway's clock are refused
     gateway_max_clock_skew_seconds: float = Field(default=300.0, gt=0)
 
-    def publish_tokens(self) -> set[str]:
-        tokens = {t.strip() for t in self.gateway_tokens.split(",") if t.strip()}
-        if self.admin_token is not None:
-            tokens.add(self.admin_token.get_secret_value())
-        return tokens
+    def publish_tokens(self) -> list[str]:
+        """Configured publish tokens; enrolled agents get theirs from the enrolment routes."""
+        return split_tokens(self.gateway_tokens)

@@ -2,7 +2,8 @@
 
 ``class TestElectionBehaviour(ServiceBehaviour): service_class = ElectionService``
 runs: health endpoints, metrics with constant labels, a NATS micro PING/INFO,
-problem+json errors, a SIGTERM drain of the real ``python -m`` process, and two
+problem+json errors (bad request bodies among them: deep, not UTF-8, of a wrong
+Content-Type), a SIGTERM drain of the real ``python -m`` process, and two
 fuzzers: schemathesis against the service's own OpenAPI document (no 5xx, every
 status and content type documented, bodies matching their schemas) and malformed
 payloads on every subject the service subscribes to (poison is terminated and
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -32,7 +34,7 @@ from chorus_common.envelopes import Envelope, MessageType
 from chorus_common.envelopes.samples import SAMPLE_PAYLOADS
 from chorus_common.natsserver import free_port
 from chorus_common.processes import ServiceProcess
-from chorus_common.service import Service
+from chorus_common.service import Service, serves_before_setup
 from chorus_common.subjects import routes, subject_matches
 from chorus_common.testing._inprocess import serve_in_process
 from chorus_common.testing._metrics import metric_value
@@ -42,6 +44,39 @@ from chorus_common.testing._wait import wait_until
 POISON_LIMIT = 16 * 1024
 #: hypothesis examples per operation (positive and negative cases together)
 FUZZ_EXAMPLES = 25
+#: how deep the hostile bodies nest: far past any parser's recursion limit
+HOSTILE_DEPTH = 100_000
+
+
+def _hostile_bodies(accepted: set[str]) -> list[tuple[str, str, bytes, int | None]]:
+    """Bodies every route must refuse with a 4xx: (name, Content-Type, body, the status).
+
+    The JSON cases use a JSON media type the operation accepts; ``None`` as status
+    means any 4xx (a parser may see a nesting problem as 400 or 422, or a size limit
+    may answer 413 first).
+    """
+    json_type = next(
+        (t for t in sorted(accepted) if t == "application/json" or t.endswith("+json")), None
+    )
+    cases: list[tuple[str, str, bytes, int | None]] = []
+    if json_type is not None:
+        cases += [
+            ("100,000 nested [", json_type, b"[" * HOSTILE_DEPTH, None),
+            ('100,000 nested {"a":', json_type, b'{"a":' * HOSTILE_DEPTH, None),
+            ("invalid UTF-8", json_type, b'{"text": "\xff\xfe not UTF-8 \xc3"}', 400),
+        ]
+    if "text/plain" not in accepted:
+        cases.append(("Content-Type text/plain", "text/plain", b"{}", 415))
+    return cases
+
+
+def _fill_path(path: str, operation: dict[str, Any]) -> str:
+    """The operation's path with a plausible value for each parameter (digits for integers)."""
+    for param in operation.get("parameters", []):
+        if param.get("in") == "path":
+            numeric = param.get("schema", {}).get("type") == "integer"
+            path = path.replace("{" + param["name"] + "}", "1" if numeric else "fuzz")
+    return path
 
 
 def _poison(subject_filter: str, limit: int) -> list[tuple[str, bytes, bool]]:
@@ -220,6 +255,20 @@ def _fuzz_openapi(
     return failures, calls
 
 
+async def _answer(
+    client: httpx.AsyncClient, method: str, url: str, body: Any, headers: dict[str, str]
+) -> tuple[int, str, bytes]:
+    """Status, content type and body; streamed, since an event stream let in never ends."""
+    request = client.build_request(method, url, json=body, headers=headers)
+    response = await client.send(request, stream=True)
+    try:
+        kind = response.headers.get("content-type", "")
+        text = b"" if "event-stream" in kind else await response.aread()
+        return response.status_code, kind, text
+    finally:
+        await response.aclose()
+
+
 class ServiceBehaviour:
     service_class: ClassVar[type[Service]]
     #: extra settings a service needs to start in tests
@@ -358,6 +407,96 @@ class ServiceBehaviour:
         assert elapsed < 60, f"fuzzing took {elapsed:.1f}s: {calls}"
         ready = await client.get("/health/ready")
         assert ready.status_code == 200, ready.text
+
+    async def test_bad_bodies_are_4xx_problems(
+        self, running: tuple[Service, httpx.AsyncClient]
+    ) -> None:
+        """Every operation with a request body refuses deep nesting, invalid UTF-8 and a
+        Content-Type it does not take with a 4xx problem (415 names what it takes), never
+        a 5xx or a success; the admin token is sent so auth cannot answer first."""
+        service, client = running
+        doc = (await client.get("/openapi.json")).json()
+        token = service.settings.admin_token
+        auth = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+        wrong: list[str] = []
+        tried = 0
+        for path, operations in doc["paths"].items():
+            for method, operation in operations.items():
+                accepted = set((operation.get("requestBody") or {}).get("content") or {})
+                if not accepted:
+                    continue
+                url = _fill_path(path, operation)
+                for name, content_type, body, status in _hostile_bodies(accepted):
+                    tried += 1
+                    resp = await client.request(
+                        method.upper(),
+                        url,
+                        content=body,
+                        headers={**auth, "Content-Type": content_type},
+                        timeout=15,
+                    )
+                    problem = resp.headers.get("content-type", "").startswith(
+                        "application/problem+json"
+                    )
+                    if (
+                        not 400 <= resp.status_code < 500
+                        or (status is not None and resp.status_code != status)
+                        or not problem
+                        or (status == 415 and not any(t in resp.text for t in accepted))
+                    ):
+                        wrong.append(
+                            f"{method.upper()} {path} with {name}: {resp.status_code} "
+                            f"{resp.headers.get('content-type')} {resp.text[:200]}"
+                        )
+        assert not wrong, "bad bodies not refused with a 4xx problem:\n" + "\n".join(wrong)
+        if tried == 0:
+            pytest.skip(f"{service.name} documents no operation with a request body")
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+
+    async def test_every_operation_refuses_a_token_without_its_scope(
+        self, make_settings: Callable[..., ChorusSettings]
+    ) -> None:
+        """Reads closed (the deployed default): each operation names its scope and keeps to it.
+
+        No token is a 401 everywhere but the probes; a read-only token is a 403 wherever
+        ``publish`` or ``admin`` is needed, and passes the scope check of a read.
+        """
+        settings = make_settings(
+            self.service_class.settings_class,
+            **{**self.settings_overrides, "public_read": False, "read_tokens": "test-read-token"},
+        )
+        service = self.service_class(settings)
+        reader = {"Authorization": "Bearer test-read-token"}
+        async with serve_in_process(service) as url, httpx.AsyncClient(base_url=url) as client:
+            doc = (await client.get("/openapi.json")).json()
+            checked = 0
+            for path, operations in doc["paths"].items():
+                concrete = re.sub(r"\{[^}]+\}", "scope-probe", path)
+                for method, operation in operations.items():
+                    scope = operation.get("x-chorus-scope")
+                    label = f"{method.upper()} {path}"
+                    if serves_before_setup(path):
+                        assert scope is None, f"{label} is a probe and needs no scope"
+                        continue
+                    assert scope is not None, f"{label} does not name its scope"
+                    if scope not in ("read", "publish", "admin"):
+                        continue  # checks credentials of its own (enrolment)
+                    body: dict[str, Any] | None = (
+                        {} if method.upper() in ("POST", "PUT", "PATCH") else None
+                    )
+                    call = (client, method.upper(), concrete, body)
+                    status, kind, _ = await _answer(*call, {})
+                    assert status == 401, f"{label} without a token: {status}"
+                    assert kind.startswith("application/problem+json"), f"{label}: {kind}"
+                    status, _, text = await _answer(*call, reader)
+                    if scope == "read":
+                        assert status not in (401, 403), f"{label} with a read token: {text!r}"
+                    else:
+                        assert status == 403, f"{label} with a read token: {status}"
+                        assert json.loads(text)["reason"] == "scope_missing", text
+                    checked += 1
+            assert checked, "no operation with a scope"
 
     async def test_malformed_payloads_are_terminated_and_counted(
         self, make_settings: Callable[..., ChorusSettings]

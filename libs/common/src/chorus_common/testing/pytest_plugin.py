@@ -76,6 +76,9 @@ def make_settings(nats_url: str, tmp_path: Path) -> Callable[..., ChorusSettings
             # the one place tests turn the license gate off: a test about licensing turns
             # it back on (license_required=True) and runs a licensing service beside it
             "license_required": False,
+            # reads open, as on a laptop: tests of scopes (the behaviour suite's, the
+            # constellation's) turn it off and send scoped tokens
+            "public_read": True,
         }
         values.update(overrides)
         return cls(**values)
