@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
@@ -31,6 +31,7 @@ from chorus_common.feeds import FeedWriter
 from chorus_common.natsserver import NatsServer
 from chorus_common.sealed import RoleKeyPair
 from chorus_common.signing import AgentKey
+from chorus_common.ucxl_client import open_record
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATOR = ROOT / "deploy" / "nats" / "generate.py"
@@ -186,9 +187,10 @@ def test_every_service_works_under_its_own_nats_user(secured_constellation: Runn
     )
     assert resp.status_code == 200, resp.text
     assert len(resp.json()["replicas"]) == 3  # DHT RPC reached every node
-    reader = {"X-Chorus-Role": "architect", "X-Chorus-Role-Key": role.private_text}
-    got = r.get("dht-3", f"/v1/ucxl/{address}", headers=reader)
-    assert got["value"] == {"decision": "per-service users"}
+    got = r.get("dht-3", f"/v1/ucxl/{address}")  # sealed; opened here with the role key
+    assert open_record(got, unquote(address), "architect", role) == {
+        "decision": "per-service users"
+    }
 
     # hap: a person's HMMM message, signed and published
     resp = r.http.post(r.url("hap") + "/v1/hmmm", json={"text": "users per service?"})

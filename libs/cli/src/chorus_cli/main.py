@@ -1,4 +1,4 @@
-"""The `chorus` command: up, serve, status, tail."""
+"""The `chorus` command: up, serve, hap, status, tail, ucxl."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from rich.text import Text
 from chorus_cli.advertise import BusAdvertisement, start_advertising
 from chorus_cli.constellation import Constellation, PortTakenError, read_state
 from chorus_cli.supervision import Phase, RestartPolicy
+from chorus_cli.ucxl import app as ucxl_app
 from chorus_common.errors import ChorusError
 from chorus_common.processes import SERVICE_MODULES
 
@@ -31,6 +32,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(ucxl_app, name="ucxl")
 console = Console()
 err = Console(stderr=True)
 

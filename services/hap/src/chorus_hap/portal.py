@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 from nats.aio.msg import Msg
@@ -41,6 +42,7 @@ from chorus_common.shhh import Finding, Redactor
 from chorus_common.signing import AgentKey
 from chorus_common.subjects import routes, subject_matches, validate_filter
 from chorus_common.topology import BUCKET_ELECTION, BUCKET_REGISTRY
+from chorus_common.ucxl_client import open_record
 from chorus_hap.decisions import KIND_OF, Decision, DecisionBook, thread_of
 
 #: the HMMM types a person composes in the wizard
@@ -410,15 +412,18 @@ class Portal:
     async def ucxl(
         self, path: str, params: dict[str, str] | None = None, decrypt: bool = False
     ) -> Any:
+        """A DHT answer for the UCXL browser; with ``decrypt``, the record opened with the role key.
+
+        The key never goes to the DHT: HAP fetches the sealed record and opens it here
+        (``chorus_common.ucxl_client.open_record``), bound to the address it asked for.
+        """
         if not self.dht_url:
             raise UnavailableError(
                 "no DHT is configured for the UCXL browser (set CHORUS_HAP_DHT_URL)"
             )
-        # DHT reads need the read scope; HAP reads with the token it holds
+        # DHT reads need the read scope; HAP reads with the token it holds. The role key
+        # stays here: the DHT serves the sealed record and HAP opens it itself.
         headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
-        if decrypt:
-            headers["X-Chorus-Role"] = self.role
-            headers["X-Chorus-Role-Key"] = self.role_key().private_text
         try:
             resp = await self._http.get(
                 f"{self.dht_url.rstrip('/')}{path}", params=params, headers=headers
@@ -433,4 +438,10 @@ class Portal:
             if resp.status_code in (403, 404):
                 raise NotFoundError(f"the DHT answered {resp.status_code}: {detail}")
             raise UnavailableError(f"the DHT answered {resp.status_code}: {detail}")
-        return resp.json()
+        doc = resp.json()
+        if decrypt:
+            address = unquote(path.removeprefix("/v1/ucxl/"))
+            record = {k: v for k, v in doc.items() if k != "sealed"}
+            record["value"] = open_record(doc, address, self.role, self.role_key())
+            return record
+        return doc

@@ -30,6 +30,7 @@ from chorus_common.feeds import FeedWriter
 from chorus_common.sealed import RoleKeyPair
 from chorus_common.signing import AgentKey
 from chorus_common.testing.chaos.invariants import AdminAnswer
+from chorus_common.ucxl_client import open_record
 
 ENVELOPE_TYPE = MessageType.CONTEXT_USAGE
 ENVELOPE_SUBJECT = "chorus.context.context_usage"
@@ -321,14 +322,15 @@ class Workload:
         return out
 
     async def read_records(self) -> dict[str, Any]:
-        headers = {"X-Chorus-Role": ROLE, "X-Chorus-Role-Key": self.role.private_text}
         out: dict[str, Any] = {}
         for address in self.seen.dht_written:
             for _ in range(3):  # any node answers; try another if one is still catching up
-                resp = await self._any(
-                    "dht", "GET", f"/v1/ucxl/{quote(address, safe='')}", headers=headers
-                )
-                if resp.status_code == 200:
-                    out[address] = resp.json()["value"]
+                resp = await self._any("dht", "GET", f"/v1/ucxl/{quote(address, safe='')}")
+                if resp.status_code != 200:
+                    continue
+                try:  # opened here: the role key never goes to a DHT node
+                    out[address] = open_record(resp.json(), address, ROLE, self.role)
                     break
+                except ChorusError:
+                    continue  # a copy that does not open: ask another node
         return out
