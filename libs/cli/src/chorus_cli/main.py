@@ -206,14 +206,21 @@ def _summary(constellation: Constellation, elapsed: float, data_dir: Path) -> No
             + (f"; not ready yet: {', '.join(waiting)}" if waiting else "")
         )
     console.print(constellation.license_note, soft_wrap=True)
-    console.print(f"admin token: {constellation.admin_token}  (also in {data_dir / 'admin-token'})")
-    console.print(f"read token: {constellation.read_token}  (also in {data_dir / 'read-token'})")
+    # soft_wrap: a token is copied from the terminal, so it must never be broken over lines
+    console.print(
+        f"admin token: {constellation.admin_token}  (also in {data_dir / 'admin-token'})",
+        soft_wrap=True,
+    )
+    console.print(
+        f"read token: {constellation.read_token}  (also in {data_dir / 'read-token'})",
+        soft_wrap=True,
+    )
     try:
         enrol = constellation.enrolment_token()
     except Exception as exc:  # the gateway not ready: say so, the rest still runs
         console.print(f"[yellow]no enrolment token yet:[/yellow] {exc}", soft_wrap=True)
     else:
-        console.print(f"enrolment token (one agent, once, 24 h): {enrol}")
+        console.print(f"enrolment token (one agent, once, 24 h): {enrol}", soft_wrap=True)
     url = constellation.nats_url
     console.print(f"debug: nats sub --server {url} 'chorus.>'   |   nats micro ls --server {url}")
 
