@@ -283,6 +283,37 @@ SERVICES: dict[str, tuple[str, tuple[Panel, ...]]] = {
                 f"sum(rate(chorus_dht_replication_repairs_total{{{JOB}}}[5m]))",
                 "ops",
             ),
+            Panel(
+                "Repair errors / s",
+                f"sum by (stage) (rate(chorus_dht_repair_errors_total{{{JOB}}}[5m]))",
+                "ops",
+                "{{stage}}",
+            ),
+            Panel(
+                "Quarantined rows awaiting a good copy",
+                f"sum by (node_id) (chorus_dht_quarantine_pending_records{{{JOB}}})",
+                "short",
+                "{{node_id}}",
+            ),
+            Panel(
+                "Rows quarantined / s",
+                f"sum by (node_id) (rate(chorus_dht_quarantined_records_total{{{JOB}}}[5m]))",
+                "ops",
+                "{{node_id}}",
+            ),
+            Panel(
+                "Quorum refusals (503) / s",
+                f"sum by (operation) (rate(chorus_dht_quorum_failures_total{{{JOB}}}[5m]))",
+                "ops",
+                "{{operation}}",
+            ),
+            Panel(
+                "Cache hit ratio",
+                f"sum(rate(chorus_dht_cache_hits_total{{{JOB}}}[5m])) / clamp_min("
+                f"sum(rate(chorus_dht_cache_hits_total{{{JOB}}}[5m])) + "
+                f"sum(rate(chorus_dht_cache_misses_total{{{JOB}}}[5m])), 1e-9)",
+                "percentunit",
+            ),
         ),
     ),
     "coordinator": (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +12,12 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from chorus_common.errors import ForbiddenError
 from chorus_common.natsserver import free_port
 from chorus_common.processes import ServiceProcess
 from chorus_common.sealed import RoleKeyPair
 from chorus_common.testing import metric_value
+from chorus_common.ucxl_client import open_record
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 NODES = [f"d{i}" for i in range(1, 6)]
@@ -125,19 +128,15 @@ def test_put_get_list_delete_replicate_and_repair(cluster: Cluster) -> None:
         )
         assert resp.status_code == 200, resp.text
         assert len(resp.json()["replicas"]) == 3
-    reader = {"X-Chorus-Role": "architect", "X-Chorus-Role-Key": architect.private_text}
-    got = client.get(f"{c.url('d3')}/v1/ucxl/{quote(addr(4), safe='')}", headers=reader).json()
-    assert got["value"] == {"decision": "use plan 4", "secret": "PLAINTEXT-MARKER"}
-    sealed_only = client.get(f"{c.url('d2')}/v1/ucxl/{quote(addr(4), safe='')}").json()
-    assert "value" not in sealed_only and "sealed" in sealed_only
-    wrong = client.get(
-        f"{c.url('d2')}/v1/ucxl/{quote(addr(4), safe='')}",
-        headers={
-            "X-Chorus-Role": "architect",
-            "X-Chorus-Role-Key": RoleKeyPair.generate().private_text,
-        },
-    )
-    assert wrong.status_code == 403 and "wrong role key" in wrong.json()["detail"]
+    # any node serves the sealed record; it opens here, with the role key, never on a node
+    got = client.get(f"{c.url('d3')}/v1/ucxl/{quote(addr(4), safe='')}").json()
+    assert "value" not in got and b"PLAINTEXT-MARKER" not in json.dumps(got).encode()
+    assert open_record(got, addr(4), "architect", architect) == {
+        "decision": "use plan 4",
+        "secret": "PLAINTEXT-MARKER",
+    }
+    with pytest.raises(ForbiddenError, match="wrong role key"):
+        open_record(got, addr(4), "architect", RoleKeyPair.generate())
     listing = client.get(
         f"{c.url('d5')}/v1/ucxl", params={"prefix": "ucxl://gpt4:architect@chorus:v2-migration/"}
     )
@@ -163,8 +162,9 @@ def test_put_get_list_delete_replicate_and_repair(cluster: Cluster) -> None:
         assert _corrupt_count(c, victim) == 0
         _corrupt(c.base / victim / "dht.sqlite3", addr(3))
         # served from a good copy while the damaged one is still on disk
-        good = client.get(f"{c.url(victim)}/v1/ucxl/{quote(addr(3), safe='')}", headers=reader)
-        assert good.status_code == 200 and good.json()["value"]["decision"] == "use plan 3"
+        good = client.get(f"{c.url(victim)}/v1/ucxl/{quote(addr(3), safe='')}")
+        assert good.status_code == 200
+        assert open_record(good.json(), addr(3), "architect", architect)["decision"] == "use plan 3"
         # the node notices (its own repair drops the copy, or a peer's replaces it; which one
         # wins is a race of two repair loops, so the counter, not a glimpse of the damaged
         # copy, is the evidence) and holds an intact copy again
@@ -182,8 +182,11 @@ def test_put_get_list_delete_replicate_and_repair(cluster: Cluster) -> None:
     for victim in ("d1", "d2"):
         c.procs[victim].kill()
     for i in range(11):
-        resp = client.get(f"{c.url('d3')}/v1/ucxl/{quote(addr(i), safe='')}", headers=reader)
-        assert resp.status_code == 200 and resp.json()["value"]["decision"] == f"use plan {i}"
+        resp = client.get(f"{c.url('d3')}/v1/ucxl/{quote(addr(i), safe='')}")
+        assert resp.status_code == 200
+        assert open_record(resp.json(), addr(i), "architect", architect)["decision"] == (
+            f"use plan {i}"
+        )
     wait(
         lambda: all(len(c.holders(addr(i))) >= 3 for i in range(11)),
         20,
@@ -206,11 +209,11 @@ def test_put_get_list_delete_replicate_and_repair(cluster: Cluster) -> None:
     )
 
     if c.engine == "sqlite":  # a node restarted from its SQLite file serves its records again
-        before = {r["address"] for r in httpx.get(f"{c.url('d3')}/v1/local").json()["records"]}
+        before = {r["address"] for r in client.get(f"{c.url('d3')}/v1/local").json()["records"]}
         c.procs["d3"].terminate()
         c.start("d3")
         wait(c.procs["d3"].is_ready, 30, "d3 back")
-        after = {r["address"] for r in httpx.get(f"{c.url('d3')}/v1/local").json()["records"]}
+        after = {r["address"] for r in client.get(f"{c.url('d3')}/v1/local").json()["records"]}
         assert before and before <= after
 
 
@@ -239,7 +242,7 @@ def _corrupt(db: Path, address: str) -> None:
 
 
 def _gauge(c: Cluster, node: str, name: str) -> float:
-    return metric_value(httpx.get(f"{c.url(node)}/metrics", timeout=2).text, name)
+    return metric_value(httpx.get(f"{c.url(node)}/metrics", timeout=2, headers=ADMIN).text, name)
 
 
 def _corrupt_count(c: Cluster, node: str) -> float:
@@ -247,12 +250,12 @@ def _corrupt_count(c: Cluster, node: str) -> float:
 
 
 def _records(c: Cluster, node: str) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = httpx.get(f"{c.url(node)}/v1/local", timeout=2).json()[
-        "records"
-    ]
+    records: list[dict[str, Any]] = httpx.get(
+        f"{c.url(node)}/v1/local", timeout=2, headers=ADMIN
+    ).json()["records"]
     return records
 
 
 def _local(c: Cluster, node: str, address: str) -> dict[str, Any] | None:
-    records = httpx.get(f"{c.url(node)}/v1/local", timeout=2).json()["records"]
+    records = httpx.get(f"{c.url(node)}/v1/local", timeout=2, headers=ADMIN).json()["records"]
     return next((r for r in records if r["address"] == address), None)

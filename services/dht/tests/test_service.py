@@ -6,3 +6,5 @@ from chorus_dht import DhtService
 
 class TestDhtBehaviour(ServiceBehaviour):
     service_class = DhtService
+    #: one node alone: R = 1 (the default R = 3 with W = 2 would refuse every write)
+    settings_overrides = {"dht_replication": 1}

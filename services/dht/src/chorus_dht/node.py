@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,28 +16,43 @@ from nats.aio.msg import Msg
 
 from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Bus
-from chorus_common.errors import NotFoundError, SubjectError, UnavailableError
+from chorus_common.errors import (
+    NotFoundError,
+    RequestInvalidError,
+    SubjectError,
+    UnavailableError,
+)
 from chorus_common.subjects import dht_rpc_subject
+from chorus_dht.records import intact, malformed, record_digest
 from chorus_dht.routing import Lookup, RoutingTable, distance, node_id_of
 from chorus_dht.storage import Storage
+
+__all__ = ["ANNOUNCE", "DhtNode", "Peer", "QuorumError", "intact", "record_digest"]
 
 log = logging.getLogger("chorus.dht")
 ANNOUNCE = "chorus.dht.announce"
 #: (named here because DhtNode.list shadows the builtin inside the class)
 Records = list[dict[str, Any]]
 Mode = Literal["client", "server", "auto"]
+#: the stages of a repair round whose failures are counted apart
+REPAIR_STAGES = ("page", "record", "peer", "restore")
+_KEY = re.compile(r"^[0-9a-f]{64}$")
+#: quarantined keys a pass tries to fetch a good copy of (each costs up to 2R RPCs)
+RESTORE_PER_PASS = 100
 
 
-def record_digest(record: dict[str, Any]) -> str:
-    body = {
-        k: record.get(k) for k in ("key", "address", "sealed", "version", "deleted", "expires_at")
-    }
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+def majority(replication: int) -> int:
+    """The default write quorum W: a majority of R (2 of 3), so any two writes share a copy."""
+    return replication // 2 + 1
 
 
-def intact(record: dict[str, Any] | None) -> bool:
-    """A replica whose bytes changed is detected (and repaired from a good copy)."""
-    return record is not None and record.get("digest") == record_digest(record)
+class QuorumError(UnavailableError):
+    """Fewer servers than a quorum answered: 503 naming how many were ``reached`` and
+    how many are ``needed`` (a write: stored copies; a read: servers that answered)."""
+
+    def __init__(self, detail: str, *, reached: int, needed: int, **extra: Any) -> None:
+        super().__init__(detail, reached=reached, needed=needed, **extra)
+        self.reached, self.needed = reached, needed
 
 
 @dataclass
@@ -64,14 +79,34 @@ class DhtNode:
         scrub_interval: float = 60.0,
         repair_batch: int = 500,
         settle: float | None = None,
+        write_quorum: int | None = None,
+        max_address_bytes: int = 1024,
         on_rpc: Callable[[str, str], None] = lambda op, r: None,
         on_repair: Callable[[], None] = lambda: None,
         on_corrupt: Callable[[], None] = lambda: None,
+        on_quarantine: Callable[[str, str], None] = lambda key, reason: None,
+        on_repair_error: Callable[[str], None] = lambda stage: None,
+        on_peer_store: Callable[[str, str], None] = lambda peer, address: None,
         admit: Callable[[], bool] = lambda: True,
     ) -> None:
         """``admit`` says whether this node may take and push copies now (its license seat):
-        without one it refuses STORE and pauses repair, and reads still answer."""
+        without one it refuses STORE and pauses repair, and reads still answer.
+
+        ``write_quorum`` is W, the copies a store needs before it is acknowledged
+        (default a majority of R); reads need answers from R − W + 1 servers, so that
+        they meet at least one copy of the latest acknowledged write.
+        """
+        if write_quorum is not None and not 1 <= write_quorum <= replication:
+            raise UnavailableError(
+                f"write quorum {write_quorum} must be between 1 and R = {replication}"
+            )
         self.bus, self.name, self.storage = bus, name, storage
+        self.write_quorum = majority(replication) if write_quorum is None else write_quorum
+        self.max_address_bytes = max_address_bytes
+        self.on_quarantine, self.on_repair_error = on_quarantine, on_repair_error
+        self.on_peer_store = on_peer_store
+        if storage is not None:
+            storage.on_quarantine = on_quarantine
         self.admit = admit
         self.node_id = node_id_of(name)
         self.server = mode == "server" or (mode == "auto" and storage is not None)
@@ -100,6 +135,24 @@ class DhtNode:
         self.last_hops = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Any] = []
+
+    @property
+    def read_quorum(self) -> int:
+        """R − W + 1: that many answers among a key's servers include a copy of the
+        latest acknowledged write, since W of its R servers hold it."""
+        return self.replication - self.write_quorum + 1
+
+    def check_address(self, address: str) -> None:
+        """Refuse an address (or prefix) over the configured length, naming the limit."""
+        size = len(address.encode())
+        if size > self.max_address_bytes:
+            raise RequestInvalidError(
+                f"the UCXL address is {size} bytes; the limit is {self.max_address_bytes} "
+                "(CHORUS_DHT_MAX_ADDRESS_BYTES)",
+                reason="address_too_long",
+                limit=self.max_address_bytes,
+                length=size,
+            )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -190,7 +243,9 @@ class DhtNode:
             return await self.handle({"op": op, **body})
         try:
             msg = await self.bus.nc.request(
-                dht_rpc_subject(node), json.dumps({"op": op, **body}).encode(), timeout=timeout
+                dht_rpc_subject(node),
+                json.dumps({"op": op, "from": self.name, **body}).encode(),
+                timeout=timeout,
             )
         except Exception as exc:
             self.on_rpc(op, "error")
@@ -230,15 +285,24 @@ class DhtNode:
         if op == "STORE":
             if not self.admit():
                 return {"error": f"license_unavailable: {self.name} holds no license seat"}
-            record = req["record"]
+            record = req.get("record")
+            wrong = malformed(record)
+            if wrong is not None or not isinstance(record, dict) or not _KEY.match(record["key"]):
+                return {"error": f"not a record: {wrong or 'key is not 64 hex digits'}"}
+            if len(record["address"].encode()) > self.max_address_bytes:
+                return {"error": f"address longer than {self.max_address_bytes} bytes"}
             if not intact(record):
                 return {"error": "record digest does not match its content"}
             current = await self.storage.get(record["key"])
             if current is not None and not intact(current):
                 self.on_corrupt()  # a peer's repair found our copy damaged and sent a good one
+                await self.storage.quarantine(record["key"], "digest mismatch")
                 await self.storage.put(record["key"], record)
             elif current is None or current["version"] <= record["version"]:
                 await self.storage.put(record["key"], record)
+            peer = req.get("from")
+            if isinstance(peer, str) and peer != self.name:
+                self.on_peer_store(peer, record["address"])
             return {"stored": True}
         if op == "HAS":
             record = await self.storage.get(key)
@@ -254,6 +318,8 @@ class DhtNode:
             return {"versions": versions}
         if op == "LIST":
             prefix = str(req.get("prefix", ""))
+            if len(prefix.encode()) > self.max_address_bytes:
+                return {"error": f"prefix longer than {self.max_address_bytes} bytes"}
             return {
                 "records": [
                     r
@@ -298,11 +364,22 @@ class DhtNode:
 
     # -- values ------------------------------------------------------------------------------------
 
-    async def store(self, record: dict[str, Any]) -> list[str]:
+    async def store(self, record: dict[str, Any], quorum: int | None = None) -> list[str]:
+        """Store on the R closest servers; the servers that hold it, once W of them do.
+
+        ``quorum`` overrides W for this write (1..R). With fewer copies the write
+        raises :class:`QuorumError` (503): the copies that were stored stay where they
+        are (a later write of the address replaces them, and repair spreads them like
+        any record) but the value counts as not written, and the caller is told so.
+        """
+        needed = self.write_quorum if quorum is None else quorum
+        if not 1 <= needed <= self.replication:
+            raise RequestInvalidError(
+                f"write quorum {needed} must be between 1 and R = {self.replication}",
+                reason="quorum_invalid",
+            )
         record["digest"] = record_digest(record)
         targets = await self.replicas_for(record["key"])
-        if not targets:
-            raise UnavailableError("no DHT server node is reachable to store the value")
         results = await asyncio.gather(
             *(self.rpc(t, "STORE", record=record) for t in targets), return_exceptions=True
         )
@@ -311,8 +388,15 @@ class DhtNode:
             for t, r in zip(targets, results, strict=True)
             if isinstance(r, dict) and r.get("stored")
         ]
-        if not stored:
-            raise UnavailableError(f"no replica accepted the value (tried {targets})")
+        if len(stored) < needed:
+            raise QuorumError(
+                f"the value reached {len(stored)} of the {needed} replicas a write needs "
+                f"(W = {needed} of R = {self.replication}; tried {', '.join(targets) or 'none'})"
+                ": it is not acknowledged, write it again once more DHT servers are up",
+                reached=len(stored),
+                needed=needed,
+                replicas=stored,
+            )
         return stored
 
     async def find(self, key: str) -> dict[str, Any]:
@@ -328,23 +412,34 @@ class DhtNode:
         """
         candidates = (await self.lookup(int(key, 16)))[: max(self.replication * 2, 4)]
         first = candidates[: self.replication] if self.settled() else candidates
-        records = await self._find_values(key, first)
+        records, answered = await self._find_values(key, first)
         versions = {r["version"] for r in records}
         if len(first) < len(candidates) and (len(records) < len(first) or len(versions) > 1):
-            records += await self._find_values(key, candidates[len(first) :])
+            more, also = await self._find_values(key, candidates[len(first) :])
+            records, answered = records + more, answered + also
+        if answered < self.read_quorum:
+            raise QuorumError(
+                f"the read reached {answered} of the {self.read_quorum} DHT servers it needs "
+                f"(R - W + 1 with R = {self.replication}, W = {self.write_quorum}), too few to "
+                "be sure of the latest write; try again once more servers are up",
+                reached=answered,
+                needed=self.read_quorum,
+            )
         best = max(records, key=lambda r: r["version"], default=None)
         if best is None or best.get("deleted"):
             raise NotFoundError("no such UCXL address in the DHT")
         return best
 
-    async def _find_values(self, key: str, nodes: list[tuple[int, str]]) -> Records:
-        """The intact copies of ``key`` that ``nodes`` hold (a failed RPC holds none)."""
+    async def _find_values(self, key: str, nodes: list[tuple[int, str]]) -> tuple[Records, int]:
+        """The intact copies of ``key`` that ``nodes`` hold (a failed RPC holds none), and
+        how many of the nodes answered at all (holding a copy or not)."""
         answers = await asyncio.gather(
             *(self.rpc(name, "FIND_VALUE", key=key) for _, name in nodes),
             return_exceptions=True,
         )
-        records = (a.get("record") if isinstance(a, dict) else None for a in answers)
-        return [r for r in records if r is not None and intact(r)]
+        answered = [a for a in answers if isinstance(a, dict) and "error" not in a]
+        records = (a.get("record") for a in answered)
+        return [r for r in records if r is not None and intact(r)], len(answered)
 
     async def list(self, prefix: str) -> list[dict[str, Any]]:
         merged: dict[str, dict[str, Any]] = {}
@@ -363,11 +458,25 @@ class DhtNode:
     # -- repair ------------------------------------------------------------------------------------
 
     async def _repair_loop(self) -> None:
+        """Repair rounds for ever: a round that fails is logged and counted, and its pass
+        starts over when the next one is due (a page that cannot be read is not retried
+        in a tight loop). Records that cannot be read do not fail a round: the storage
+        quarantines them. This loop used to swallow every error, so a node whose storage
+        raised never pushed a copy again, without a word."""
         while True:
             await asyncio.sleep(self.repair_interval)
-            with contextlib.suppress(Exception):
+            try:
                 if self.admit() and self.repair_due():
                     await self.repair()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._repair_failed("page", "a repair round failed")
+                self._repair_cursor = ""  # start over with a new pass next time
+
+    def _repair_failed(self, stage: str, what: str) -> None:
+        self.on_repair_error(stage)
+        log.exception("dht repair (%s): %s", stage, what)
 
     def repair_due(self) -> bool:
         """Whether to take the next repair round now.
@@ -401,8 +510,11 @@ class DhtNode:
         RPC per record and replica.
         """
         assert self.storage is not None
+        restored = 0
         if not self._repair_cursor:  # a new pass
             self._pass_under = 0
+            restored = await self._restore_quarantined()
+        # a row that does not decode is quarantined by the storage itself and not in the page
         records, self._repair_cursor = await self.storage.page(
             self._repair_cursor, self.repair_batch
         )
@@ -411,14 +523,14 @@ class DhtNode:
         for i, record in enumerate(records):
             if i % 50 == 49:
                 await asyncio.sleep(0)  # digests cost CPU: let requests in between
-            if not intact(record):
-                # re-read: a peer's STORE may have replaced the damaged copy since the page was read
-                current = await self.storage.get(record["key"])
-                if current is not None and not intact(current):
-                    self.on_corrupt()
-                    await self.storage.delete(record["key"])  # a good copy comes back by repair
+            try:
+                if not intact(record):
+                    await self._quarantine_damaged(record["key"])
+                    continue
+                holders = self._closest_known(int(record["key"], 16), self.replication)
+            except Exception:
+                self._repair_failed("record", f"record {record.get('key')!r} skipped")
                 continue
-            holders = self._closest_known(int(record["key"], 16), self.replication)
             if len(holders) < self.replication:
                 no_room.add(record["key"])
             for _, name in holders:
@@ -432,7 +544,49 @@ class DhtNode:
         if not self._repair_cursor:  # the pass is complete
             self.under_replicated = self._pass_under
             self._repaired_from = self._pass_started
-        return sum(counts)
+        return sum(counts) + restored
+
+    async def _quarantine_damaged(self, key: str) -> None:
+        """Put aside a local copy whose digest no longer matches, unless a peer's STORE
+        replaced it since the page was read (re-read past the cache: it must see the disk)."""
+        assert self.storage is not None
+        current = (await self.storage.get_many([key])).get(key)
+        if current is not None and not intact(current):
+            self.on_corrupt()
+            await self.storage.quarantine(key, "digest mismatch")
+
+    async def _restore_quarantined(self) -> int:
+        """Fetch a good copy of each quarantined key this node no longer holds from the
+        servers that should hold one (newest intact copy wins); those with none anywhere
+        stay pending, tried again next pass. Each key's failure is counted, not fatal."""
+        assert self.storage is not None
+        try:
+            pending = await self.storage.quarantine_pending()
+        except Exception:
+            self._repair_failed("restore", "quarantine unreadable")
+            return 0
+        restored = 0
+        for key in pending[:RESTORE_PER_PASS]:
+            if not _KEY.match(key):
+                continue  # no DHT key: nothing anywhere to fetch it from
+            try:
+                peers = [
+                    item
+                    for item in self._closest_known(int(key, 16), 2 * self.replication)
+                    if item[1] != self.name
+                ]
+                copies, _ = await self._find_values(key, peers)
+                best = max(copies, key=lambda r: r["version"], default=None)
+                if best is None:
+                    continue
+                current = (await self.storage.get_many([key])).get(key)
+                if current is None or not intact(current) or current["version"] < best["version"]:
+                    await self.storage.put(key, best)
+                    restored += 1
+                    self.on_repair()
+            except Exception:
+                self._repair_failed("restore", f"quarantined key {key} not restored")
+        return restored
 
     async def _repair_peer(self, name: str, records: Records, short: set[str]) -> int:
         """Send ``name`` each of ``records`` it lacks or holds in an older version; add to
@@ -440,6 +594,10 @@ class DhtNode:
         try:
             answer = await self.rpc(name, "HAS_MANY", timeout=5.0, keys=[r["key"] for r in records])
         except UnavailableError:
+            short.update(r["key"] for r in records)
+            return 0
+        except Exception:
+            self._repair_failed("peer", f"HAS_MANY to {name} failed")
             short.update(r["key"] for r in records)
             return 0
         if "versions" in answer:

@@ -5,23 +5,27 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal, Self
 
-from fastapi import Depends, FastAPI, Header, Query
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from nats.js.errors import KeyNotFoundError
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from chorus_common.backbeat import Phase
 from chorus_common.config import ChorusSettings
-from chorus_common.errors import ConfigError, OversizeError, RequestInvalidError
+from chorus_common.errors import ChorusError, ConfigError, OversizeError, RequestInvalidError
 from chorus_common.metrics import LATENCY_BUCKETS
-from chorus_common.sealed import RoleKeyPair, SealedValue, open_sealed, seal
+from chorus_common.sealed import seal
 from chorus_common.service import Service, problem_responses
 from chorus_common.topology import BUCKET_REGISTRY
 from chorus_common.ucxl import UcxlAddress
-from chorus_dht.node import DhtNode, intact
+from chorus_dht.audit import Action, AuditLog
+from chorus_dht.cache import CachedStorage, TtlCache
+from chorus_dht.node import REPAIR_STAGES, DhtNode, QuorumError, intact
 from chorus_dht.storage import RedisStorage, SqliteStorage, Storage
 
 
@@ -29,11 +33,29 @@ class DhtSettings(ChorusSettings):
     dht_mode: Literal["client", "server", "auto"] = "auto"
     dht_engine: Literal["sqlite", "redis", "none"] = "sqlite"
     dht_replication: int = Field(default=3, ge=1, le=20)
+    #: W, copies a store needs before it is acknowledged; unset: a majority of R
+    dht_write_quorum: int | None = Field(default=None, ge=1, le=20)
     dht_max_value_bytes: int = Field(default=256 * 1024, ge=1024)
+    #: longest UCXL address (or prefix) in bytes any route or RPC takes
+    dht_max_address_bytes: int = Field(default=1024, ge=64)
     dht_default_ttl_seconds: float = Field(default=30 * 24 * 3600.0, gt=0)
     dht_announce_interval_seconds: float = Field(default=1.0, gt=0)
     dht_repair_interval_seconds: float = Field(default=2.0, gt=0)
     dht_scrub_interval_seconds: float = Field(default=60.0, gt=0)
+    #: the cache in front of storage: entries (0 turns it off) and how long each is kept
+    dht_cache_entries: int = Field(default=4096, ge=0)
+    dht_cache_ttl_seconds: float = Field(default=10.0, gt=0)
+    #: audit events each node keeps for GET /v1/audit (each is also a log line)
+    dht_audit_events: int = Field(default=10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _quorum_within_replication(self) -> Self:
+        if self.dht_write_quorum is not None and self.dht_write_quorum > self.dht_replication:
+            raise ValueError(
+                f"CHORUS_DHT_WRITE_QUORUM={self.dht_write_quorum} is more than "
+                f"CHORUS_DHT_REPLICATION={self.dht_replication}: W must be between 1 and R"
+            )
+        return self
 
 
 #: role names end up in registry keys (``role.<name>``): letters, digits, '_' and '-'
@@ -45,6 +67,12 @@ RoleName = Annotated[str, Field(pattern=ROLE)]
 EXAMPLE_ADDRESS = "ucxl://gpt4:architect@chorus:v2-migration/*^/decisions/x.json"
 EXAMPLE_ROLE_KEY = "Wt-yYY1viC6vq6jHc6EApr5LHWr54PMHi2-oPbXY_zk"
 Address = PathParam(description="a UCXL address", examples=[EXAMPLE_ADDRESS])
+WriteQuorum = Query(
+    None,
+    ge=1,
+    le=20,
+    description="copies this write needs before it is acknowledged (1..R; default the node's W)",
+)
 
 
 class PutValue(BaseModel):
@@ -136,6 +164,41 @@ class DhtService(Service):
             "Local records left with fewer than R live copies by the last complete repair pass",
             registry=r,
         )
+        self.m_quarantined = Counter(
+            "chorus_dht_quarantined_records_total",
+            "Local rows put aside because they could not be read or their digest did not match",
+            registry=r,
+        )
+        self.m_quarantine_pending = Gauge(
+            "chorus_dht_quarantine_pending_records",
+            "Quarantined keys this node holds no good copy of yet (repair fetches one)",
+            registry=r,
+        )
+        self.m_repair_errors = Counter(
+            "chorus_dht_repair_errors_total",
+            "Repair failures by stage (page, record, peer, restore); each is also logged",
+            ["stage"],
+            registry=r,
+        )
+        for stage in REPAIR_STAGES:
+            self.m_repair_errors.labels(stage)
+        self.m_quorum = Counter(
+            "chorus_dht_quorum_failures_total",
+            "Writes and reads answered 503 because too few replicas stored or answered",
+            ["operation"],
+            registry=r,
+        )
+        for operation in ("write", "read"):
+            self.m_quorum.labels(operation)
+        self.m_cache_hits = Counter(
+            "chorus_dht_cache_hits_total", "Storage lookups answered by the TTL cache", registry=r
+        )
+        self.m_cache_misses = Counter(
+            "chorus_dht_cache_misses_total",
+            "Storage lookups the TTL cache did not hold (read from storage)",
+            registry=r,
+        )
+        self.audit = AuditLog(self.settings.dht_audit_events)
 
     def _storage(self) -> Storage | None:
         s = self.settings
@@ -144,8 +207,17 @@ class DhtService(Service):
         if s.dht_engine == "redis":
             if not s.redis_url:
                 raise ConfigError("CHORUS_DHT_ENGINE=redis needs CHORUS_REDIS_URL")
-            return RedisStorage(s.redis_url, s.node_id)
-        return SqliteStorage(s.data_dir / "dht.sqlite3")
+            inner: Storage = RedisStorage(s.redis_url, s.node_id)
+        else:
+            inner = SqliteStorage(s.data_dir / "dht.sqlite3")
+        if s.dht_cache_entries == 0:
+            return inner
+        return CachedStorage(
+            inner,
+            TtlCache(s.dht_cache_entries, s.dht_cache_ttl_seconds),
+            on_hit=self.m_cache_hits.inc,
+            on_miss=self.m_cache_misses.inc,
+        )
 
     async def setup(self) -> None:
         s = self.settings
@@ -158,9 +230,14 @@ class DhtService(Service):
             announce_interval=s.dht_announce_interval_seconds,
             repair_interval=s.dht_repair_interval_seconds,
             scrub_interval=s.dht_scrub_interval_seconds,
+            write_quorum=s.dht_write_quorum,
+            max_address_bytes=s.dht_max_address_bytes,
             on_rpc=lambda kind, result: self.m_rpcs.labels(kind, result).inc(),
             on_repair=self.m_repairs.inc,
             on_corrupt=self.m_corrupt.inc,
+            on_quarantine=lambda key, reason: self.m_quarantined.inc(),
+            on_repair_error=lambda stage: self.m_repair_errors.labels(stage).inc(),
+            on_peer_store=self._peer_stored,
             admit=lambda: self.licensed,
         )
         await self.node.start()
@@ -173,6 +250,7 @@ class DhtService(Service):
             count, size = await self.node.storage.stats()  # runs every health interval
             self.m_records.set(count)
             self.m_bytes.set(size)
+            self.m_quarantine_pending.set(len(await self.node.storage.quarantine_pending()))
             self.m_routing.set(len(self.node.table))
             return f"{count} records, {len(self.node.table)} peers"
 
@@ -193,8 +271,38 @@ class DhtService(Service):
             out[role] = json.loads(entry.value or b"{}")["public_key"]
         return out
 
+    def _peer_stored(self, peer: str, address: str) -> None:
+        """A STORE over NATS RPC: the writer (or a repairing node) is the peer."""
+        self.audit.record("store", f"node:{peer}", address)
+
+    def parse(self, address: str) -> UcxlAddress:
+        """An address a route was given: within the length limit, then by the grammar
+        (the limit first, so a 60,000-character address is not echoed back in the error)."""
+        self.node.check_address(address)
+        return UcxlAddress.parse(address)
+
+    @asynccontextmanager
+    async def audited(self, action: Action, request: Request, address: str) -> AsyncIterator[None]:
+        """Record ``action`` on ``address`` by the caller (its token's identity) in the
+        audit log, with what came of it; a quorum refusal is counted as well."""
+        identity = getattr(request.state, "identity", None)
+        who = f"{identity.kind}:{identity.name}" if identity is not None else "anonymous"
+        try:
+            yield
+        except ChorusError as exc:
+            if isinstance(exc, QuorumError):
+                self.m_quorum.labels("read" if action in ("read", "list") else "write").inc()
+            self.audit.record(action, who, address, exc.code)
+            raise
+        self.audit.record(action, who, address)
+
     async def put(
-        self, address: UcxlAddress, value: Any, roles: list[str], ttl: float | None
+        self,
+        address: UcxlAddress,
+        value: Any,
+        roles: list[str],
+        ttl: float | None,
+        quorum: int | None = None,
     ) -> dict[str, Any]:
         """One ``dht.store`` operation on the beat: seal for the roles, find replicas, store."""
         async with self.tracker.operation("dht.store") as op:
@@ -220,7 +328,7 @@ class DhtService(Service):
                 "deleted": False,
             }
             await op.phase(Phase.EXECUTING)
-            replicas = await self.node.store(record)
+            replicas = await self.node.store(record, quorum)
             self.m_hops.observe(self.node.last_hops)
             self.m_latency.labels("put").observe(time.perf_counter() - started)
             return {
@@ -238,13 +346,19 @@ class DhtService(Service):
             dependencies=[Depends(admin)],
             tags=["ucxl"],
             # 404: an address with a line break matches no route ({address:path} stops there)
-            responses=problem_responses(400, 404, 413, 503),
+            responses=problem_responses(400, 404, 413, 422, 503),
         )
-        async def put_value(body: PutValue, address: str = Address) -> dict[str, Any]:
-            """Encrypt for the given roles and store on the R closest nodes."""
-            return await self.put(
-                UcxlAddress.parse(address), body.value, body.roles, body.ttl_seconds
-            )
+        async def put_value(
+            request: Request,
+            body: PutValue,
+            address: str = Address,
+            w: int | None = WriteQuorum,
+        ) -> dict[str, Any]:
+            """Encrypt for the given roles and store on the R closest nodes; acknowledged
+            once W of them hold it (503 with ``reached`` and ``needed`` otherwise)."""
+            parsed = self.parse(address)
+            async with self.audited("store", request, str(parsed)):
+                return await self.put(parsed, body.value, body.roles, body.ttl_seconds, w)
 
         @app.get(
             "/v1/ucxl/{address:path}",
@@ -252,66 +366,84 @@ class DhtService(Service):
             responses=problem_responses(400, 403, 404, 503),
         )
         async def get_value(
+            request: Request,
             address: str = Address,
-            x_chorus_role: str | None = Header(default=None),
-            x_chorus_role_key: str | None = Header(default=None),
+            x_chorus_role_key: str | None = Header(
+                default=None,
+                deprecated=True,
+                description="refused: role keys never leave their holder (open values client-side)",
+            ),
         ) -> dict[str, Any]:
-            """The sealed record; with X-Chorus-Role and X-Chorus-Role-Key, the decrypted value."""
+            """The sealed record: ciphertext and one sealed content key per role.
+
+            Values open on the client (``chorus_common.ucxl_client``, HAP, ``chorus ucxl``),
+            never here: a node that took role private keys would see every value.
+            """
+            if x_chorus_role_key is not None:
+                # refused rather than ignored, so an old client learns at once that it leaks its key
+                raise RequestInvalidError(
+                    "the DHT does not take role private keys (X-Chorus-Role-Key): fetch the "
+                    "sealed record and open it where the key is (chorus_common.ucxl_client."
+                    "UcxlClient.get, or `chorus ucxl get`); treat the key you sent as exposed",
+                    reason="role_key_refused",
+                )
             started = time.perf_counter()
-            parsed = UcxlAddress.parse(address)
-            record = await self.node.find(parsed.key().hex())
+            parsed = self.parse(address)
+            async with self.audited("read", request, str(parsed)):
+                record = await self.node.find(parsed.key().hex())
             self.m_latency.labels("get").observe(time.perf_counter() - started)
             doc: dict[str, Any] = {
                 "address": record["address"],
                 "version": record["version"],
                 "roles": sorted(record["sealed"]["wrapped"]),
                 "stored_at": record["stored_at"],
+                "expires_at": record.get("expires_at"),
+                "sealed": record["sealed"],
             }
-            if x_chorus_role and x_chorus_role_key:
-                plaintext = open_sealed(
-                    SealedValue.model_validate(record["sealed"]),
-                    x_chorus_role,
-                    RoleKeyPair.from_private(x_chorus_role_key),
-                    aad=record["address"].encode(),
-                )
-                doc["value"] = json.loads(plaintext)
-            else:
-                doc["sealed"] = record["sealed"]
             return doc
 
         @app.delete(
             "/v1/ucxl/{address:path}",
             dependencies=[Depends(admin)],
             tags=["ucxl"],
-            responses=problem_responses(400, 404, 503),
+            responses=problem_responses(400, 404, 422, 503),
         )
-        async def delete_value(address: str = Address) -> dict[str, Any]:
-            parsed = UcxlAddress.parse(address)
+        async def delete_value(
+            request: Request, address: str = Address, w: int | None = WriteQuorum
+        ) -> dict[str, Any]:
+            """Store a tombstone at the address, acknowledged like a write (W copies)."""
+            parsed = self.parse(address)
             key = parsed.key().hex()
-            await self.node.find(key)  # 404 if absent
-            now = time.time()
-            tomb = {
-                "key": key,
-                "address": str(parsed),
-                "sealed": None,
-                "version": time.time_ns(),
-                "stored_at": now,
-                "expires_at": now + self.settings.dht_default_ttl_seconds,
-                "deleted": True,
-            }
-            return {"deleted": str(parsed), "replicas": await self.node.store(tomb)}
+            async with self.audited("delete", request, str(parsed)):
+                await self.node.find(key)  # 404 if absent
+                now = time.time()
+                tomb = {
+                    "key": key,
+                    "address": str(parsed),
+                    "sealed": None,
+                    "version": time.time_ns(),
+                    "stored_at": now,
+                    "expires_at": now + self.settings.dht_default_ttl_seconds,
+                    "deleted": True,
+                }
+                replicas = await self.node.store(tomb, w)
+            return {"deleted": str(parsed), "replicas": replicas}
 
-        @app.get("/v1/ucxl", tags=["ucxl"], responses=problem_responses(503))
+        @app.get("/v1/ucxl", tags=["ucxl"], responses=problem_responses(422, 503))
         async def list_values(
+            request: Request,
             prefix: str = Query("ucxl://", description="address prefix"),
         ) -> dict[str, Any]:
+            self.node.check_address(prefix)
+            async with self.audited("list", request, prefix):
+                found = await self.node.list(prefix)
             items = [
                 {
                     "address": r["address"],
                     "version": r["version"],
-                    "roles": sorted(r["sealed"]["wrapped"]),
+                    "roles": sorted((r.get("sealed") or {}).get("wrapped") or {}),
                 }
-                for r in await self.node.list(prefix)
+                for r in found
             ]
             return {"prefix": prefix, "items": items}
 
@@ -344,8 +476,11 @@ class DhtService(Service):
 
         @app.get("/v1/local", tags=["dht"])
         async def local() -> dict[str, Any]:
-            """What this node itself stores (for operators counting replicas)."""
-            records = await self.node.storage.all() if self.node.storage is not None else []
+            """What this node itself stores (for operators counting replicas), and the rows
+            it put aside as damaged (``restored``: it holds a good copy again)."""
+            storage = self.node.storage
+            records = await storage.all() if storage is not None else []
+            quarantined = await storage.quarantined() if storage is not None else []
             return {
                 "records": [
                     {
@@ -355,8 +490,26 @@ class DhtService(Service):
                         "intact": intact(r),
                     }
                     for r in records
-                ]
+                ],
+                "quarantined": quarantined,
             }
+
+        @app.get(
+            "/v1/audit",
+            dependencies=[Depends(admin)],
+            tags=["dht"],
+            responses=problem_responses(422),
+        )
+        async def audit(
+            address: str | None = Query(None, description="only events on this UCXL address"),
+            limit: int = Query(100, ge=1, le=1000),
+        ) -> dict[str, Any]:
+            """The newest stores, reads, deletes and listings this node served: who, what,
+            when and with what result (a bounded ring; every event is also logged)."""
+            if address is not None:
+                self.node.check_address(address)
+            events = self.audit.query(address, limit)
+            return {"address": address, "events": [e.as_dict() for e in events]}
 
         @app.post(
             "/v1/roles/{role}/keys",
@@ -382,16 +535,20 @@ class DhtService(Service):
             dependencies=[Depends(admin)],
             status_code=201,
             tags=["decisions"],
-            responses=problem_responses(400, 413, 503),
+            responses=problem_responses(400, 413, 422, 503),
         )
-        async def publish_decision(body: DecisionRecord) -> dict[str, Any]:
-            """DecisionPublisher: store a decision record at its UCXL address."""
+        async def publish_decision(
+            request: Request, body: DecisionRecord, w: int | None = WriteQuorum
+        ) -> dict[str, Any]:
+            """DecisionPublisher: store a decision record at its UCXL address, acknowledged
+            once W replicas hold it."""
             decision_id = secrets.token_hex(6)
-            address = UcxlAddress.parse(
+            address = self.parse(
                 f"ucxl://{body.author}:{body.role}@{body.project}:{body.task}/*^/decisions/{decision_id}.json"
             )
             record = body.model_dump(exclude={"roles"}) | {
                 "decision_id": decision_id,
                 "at": time.time(),
             }
-            return await self.put(address, record, body.roles, None)
+            async with self.audited("store", request, str(address)):
+                return await self.put(address, record, body.roles, None, w)
