@@ -170,7 +170,9 @@ async def test_operations_of_several_services_show_their_phases(
         make_settings(BackbeatSettings, node_id="bb", backbeat_tempo_bpm=TEMPO)
     )
     gateway = GatewayService(make_settings(GatewaySettings, node_id="gw"))
-    dht = DhtService(make_settings(DhtSettings, node_id="dht-x", data_dir=tmp_path / "dht"))
+    dht = DhtService(
+        make_settings(DhtSettings, node_id="dht-x", data_dir=tmp_path / "dht", dht_replication=1)
+    )
     async with (
         serve_in_process(backbeat) as bb_url,
         serve_in_process(gateway) as gw_url,

@@ -55,7 +55,9 @@ async def browser() -> AsyncIterator[Browser]:
 async def hap(
     make_settings: Callable[..., Any], tmp_path: Path
 ) -> AsyncIterator[tuple[HapService, str]]:
-    dht = DhtService(make_settings(DhtSettings, node_id="dht-solo", data_dir=tmp_path / "dht"))
+    dht = DhtService(
+        make_settings(DhtSettings, node_id="dht-solo", data_dir=tmp_path / "dht", dht_replication=1)
+    )
     async with serve_in_process(dht) as dht_url:
         settings = make_settings(
             HapSettings,
