@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -37,13 +37,18 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from pydantic import BaseModel, ValidationError
 
-from chorus_common.errors import ForbiddenError, RequestInvalidError
+from chorus_common.errors import ForbiddenError, OversizeError, RequestInvalidError
 from chorus_common.signing import b64decode, b64encode
 
 #: the current format: its version and the HPKE suite (KEM-KDF-AEAD) that seals content keys
 VERSION: Final = 2
 ALG: Final = "hpke-x25519-sha256-chacha20poly1305"
 SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+#: sizes a v2 value has whatever its content: the nonce, the AEAD tag the ciphertext adds,
+#: and a sealed content key (HPKE ``enc``, an X25519 public key, then the 32-byte key and its tag)
+NONCE_BYTES: Final = 12
+TAG_BYTES: Final = 16
+WRAPPED_BYTES: Final = 32 + 32 + TAG_BYTES
 
 
 class SealedValue(BaseModel):
@@ -120,6 +125,54 @@ def parse_sealed(doc: AnySealed | Mapping[str, Any]) -> AnySealed:
         raise RequestInvalidError(
             f"the sealed value is malformed: {exc.errors()[0]['msg']}"
         ) from None
+
+
+def check_shape(sealed: SealedValue, roles: Collection[str], max_plaintext: int) -> None:
+    """Refuse a v2 value a writer sealed itself unless its shape is right.
+
+    This is all a storage node can check: the roles it claims are exactly the
+    roles sealed to, every field is URL-safe base64 of the size the format gives
+    it, and the content is no longer than ``max_plaintext`` plus the AEAD tag.
+    Whether the content key was really sealed to those roles' keys, and bound to
+    the address it is stored at, only a role-key holder can tell: a mis-bound
+    record is stored and then simply fails to open for its readers.
+    """
+    if set(sealed.wrapped) != set(roles):
+        raise RequestInvalidError(
+            f"the value is sealed to roles {sorted(sealed.wrapped)} but the request names "
+            f"{sorted(roles)}: they must be the same",
+            reason="sealed_roles_mismatch",
+        )
+    try:
+        nonce, ciphertext = b64decode(sealed.nonce), b64decode(sealed.ciphertext)
+        wrapped = {role: b64decode(text) for role, text in sealed.wrapped.items()}
+    except ValueError:
+        raise RequestInvalidError(
+            "the sealed value's nonce, ciphertext and sealed keys are URL-safe base64",
+            reason="sealed_malformed",
+        ) from None
+    if len(nonce) != NONCE_BYTES:
+        raise RequestInvalidError(
+            f"the sealed value's nonce is {len(nonce)} bytes; it is {NONCE_BYTES}",
+            reason="sealed_malformed",
+        )
+    if len(ciphertext) < TAG_BYTES:
+        raise RequestInvalidError(
+            f"the sealed value's ciphertext is {len(ciphertext)} bytes, shorter than its "
+            f"{TAG_BYTES}-byte tag",
+            reason="sealed_malformed",
+        )
+    bad = sorted(role for role, key in wrapped.items() if len(key) != WRAPPED_BYTES)
+    if bad:
+        raise RequestInvalidError(
+            f"the sealed key of role(s) {bad} is not {WRAPPED_BYTES} bytes (HPKE enc and "
+            "the sealed content key)",
+            reason="sealed_malformed",
+        )
+    if len(ciphertext) - TAG_BYTES > max_plaintext:
+        raise OversizeError(
+            f"value is {len(ciphertext) - TAG_BYTES} bytes; the limit is {max_plaintext}"
+        )
 
 
 def upgrade_needed(doc: AnySealed | Mapping[str, Any]) -> bool:

@@ -209,3 +209,9 @@ class UcxlAddress:
             return False
         base = self.path.rstrip("/")
         return not base or other.path == self.path or other.path.startswith(base + "/")
+
+
+def decision_address(author: str, role: str, project: str, task: str, decision_id: str) -> str:
+    """Where the DHT's DecisionPublisher (``POST /v1/decisions``) stores a decision record;
+    a caller sealing the record binds it to this address."""
+    return f"ucxl://{author}:{role}@{project}:{task}/*^/decisions/{decision_id}.json"

@@ -1,8 +1,10 @@
-"""UCXL values over a DHT node's REST API, opened where the role key is.
+"""UCXL values over a DHT node's REST API, sealed and opened where the role key is.
 
 A DHT node serves sealed records only; this client fetches one with a read
 token and opens it locally with the caller's role key, so a role's private key
-never leaves the process that holds it (the SDK, HAP, ``chorus ucxl``).
+never leaves the process that holds it (the SDK, HAP, ``chorus ucxl``). Writes
+are sealed here too, to the roles' public keys the node serves
+(``GET /v1/roles/{role}/keys``), so a node never sees a value on the way in either.
 Records sealed before HPKE (format version 1) open too; :meth:`UcxlClient.upgrade`
 writes such a record again in the current format.
 """
@@ -10,6 +12,7 @@ writes such a record again in the current format.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import Any, Self
 from urllib.parse import quote
@@ -25,8 +28,8 @@ from chorus_common.errors import (
     RequestInvalidError,
     UnavailableError,
 )
-from chorus_common.sealed import RoleKeyPair, open_sealed, upgrade_needed
-from chorus_common.ucxl import UcxlAddress
+from chorus_common.sealed import RoleKeyPair, SealedValue, open_sealed, seal, upgrade_needed
+from chorus_common.ucxl import UcxlAddress, decision_address
 
 _BY_STATUS: dict[int, type[ChorusError]] = {
     400: RequestInvalidError,
@@ -58,7 +61,8 @@ def open_record(record: dict[str, Any], address: str, role: str, key: RoleKeyPai
 
 
 class UcxlClient:
-    """Read (and write) UCXL values through one DHT node; values are opened here, never there.
+    """Read and write UCXL values through one DHT node; values are sealed and opened here,
+    never there.
 
     ``token`` is a bearer token with the read scope (admin for :meth:`put` and
     :meth:`upgrade`); ``http`` lets a caller share its connection pool.
@@ -118,15 +122,91 @@ class UcxlClient:
         items: list[dict[str, Any]] = doc["items"]
         return items
 
+    async def role_keys(self, roles: list[str]) -> dict[str, str]:
+        """The public keys registered for ``roles`` (role -> X25519, URL-safe base64)."""
+        keys: dict[str, str] = {}
+        for role in roles:
+            doc = await self._call("GET", f"/v1/roles/{quote(role, safe='')}/keys")
+            keys[role] = doc["public_key"]
+        return keys
+
+    async def seal(self, address: str, value: Any, roles: list[str]) -> SealedValue:
+        """``value`` sealed here to ``roles``, bound to ``address`` as readers will name it
+        (its canonical form, which is also what the node stores it under)."""
+        canonical = str(UcxlAddress.parse(address))
+        recipients = await self.role_keys(roles)
+        return seal(json.dumps(value).encode(), recipients, aad=canonical.encode())
+
     async def put(
-        self, address: str, value: Any, roles: list[str], ttl_seconds: float | None = None
+        self,
+        address: str,
+        value: Any,
+        roles: list[str],
+        ttl_seconds: float | None = None,
+        w: int | None = None,
     ) -> dict[str, Any]:
-        """Store ``value`` sealed to ``roles`` (the node seals it to the roles' public keys)."""
-        body: dict[str, Any] = {"value": value, "roles": roles}
+        """Store ``value`` sealed here to ``roles``; the node gets ciphertext only.
+
+        ``w`` asks for that many copies before the write is acknowledged (the node's W
+        otherwise); fewer reachable is :class:`UnavailableError` (the node's 503).
+        """
+        sealed = await self.seal(address, value, roles)
+        body: dict[str, Any] = {"sealed": sealed.model_dump(), "roles": roles}
         if ttl_seconds is not None:
             body["ttl_seconds"] = ttl_seconds
         result: dict[str, Any] = await self._call(
-            "PUT", f"/v1/ucxl/{quote(address, safe='')}", json=body
+            "PUT",
+            f"/v1/ucxl/{quote(address, safe='')}",
+            json=body,
+            params={"w": w} if w is not None else None,
+        )
+        return result
+
+    async def publish_decision(
+        self,
+        *,
+        decision: str,
+        author: str,
+        project: str,
+        roles: list[str],
+        role: str = "any",
+        task: str = "any",
+        rationale: str = "",
+        related: list[str] | None = None,
+        w: int | None = None,
+    ) -> dict[str, Any]:
+        """Publish a decision record through the DHT's DecisionPublisher, sealed here.
+
+        The record has the fields the node used to write for a plaintext decision
+        (``decision``, ``rationale``, ``author``, ``role``, ``project``, ``task``,
+        ``related``, ``decision_id``, ``at``), so readers open both alike. The answer
+        names the ``address`` it is stored at.
+        """
+        decision_id = secrets.token_hex(6)
+        address = decision_address(author, role, project, task, decision_id)
+        record = {
+            "decision": decision,
+            "rationale": rationale,
+            "author": author,
+            "role": role,
+            "project": project,
+            "task": task,
+            "related": related or [],
+            "decision_id": decision_id,
+            "at": time.time(),
+        }
+        sealed = await self.seal(address, record, roles)
+        body = {
+            "decision_id": decision_id,
+            "author": author,
+            "role": role,
+            "project": project,
+            "task": task,
+            "sealed": sealed.model_dump(),
+            "roles": roles,
+        }
+        result: dict[str, Any] = await self._call(
+            "POST", "/v1/decisions", json=body, params={"w": w} if w is not None else None
         )
         return result
 

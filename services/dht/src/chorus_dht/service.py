@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -17,16 +18,40 @@ from pydantic import BaseModel, Field, model_validator
 
 from chorus_common.backbeat import Phase
 from chorus_common.config import ChorusSettings
-from chorus_common.errors import ChorusError, ConfigError, OversizeError, RequestInvalidError
+from chorus_common.errors import (
+    ChorusError,
+    ConfigError,
+    NotFoundError,
+    OversizeError,
+    RequestInvalidError,
+)
 from chorus_common.metrics import LATENCY_BUCKETS
-from chorus_common.sealed import seal
+from chorus_common.sealed import SealedValue, check_shape, seal
 from chorus_common.service import Service, problem_responses
 from chorus_common.topology import BUCKET_REGISTRY
-from chorus_common.ucxl import UcxlAddress
+from chorus_common.ucxl import UcxlAddress, decision_address
 from chorus_dht.audit import Action, AuditLog
 from chorus_dht.cache import CachedStorage, TtlCache
 from chorus_dht.node import REPAIR_STAGES, DhtNode, QuorumError, intact
 from chorus_dht.storage import RedisStorage, SqliteStorage, Storage
+
+log = logging.getLogger("chorus.dht")
+#: routes that took a plaintext write in this process (each is warned about once)
+_PLAINTEXT_WARNED: set[str] = set()
+
+
+def _warn_plaintext(route: str) -> None:
+    """Log once per process and route that a writer still sends plaintext, so operators
+    find the clients to upgrade without a line per write."""
+    if route in _PLAINTEXT_WARNED:
+        return
+    _PLAINTEXT_WARNED.add(route)
+    log.warning(
+        "%s took a plaintext value (deprecated): this node saw it while sealing it. Seal on "
+        "the client (chorus_common.ucxl_client.UcxlClient.put, keys from GET "
+        "/v1/roles/{role}/keys) and send `sealed`; logged once per process",
+        route,
+    )
 
 
 class DhtSettings(ChorusSettings):
@@ -75,14 +100,56 @@ WriteQuorum = Query(
 )
 
 
+EXAMPLE_SEALED: dict[str, Any] = {
+    "v": 2,
+    "alg": "hpke-x25519-sha256-chacha20poly1305",
+    "ciphertext": "Y2lwaGVydGV4dCBhbmQgaXRzIHRhZyE",
+    "nonce": "AAECAwQFBgcICQoL",
+    "wrapped": {
+        "architect": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0-P0BBQkNERUZHSElKS0xNTk8"
+    },
+}
+
+
+class SealedBody(SealedValue):
+    """A v2 sealed value as a writer sends it: ``v`` and ``alg`` must be given, not assumed,
+    so a body in another format is a 422 rather than being taken for this one."""
+
+    v: Literal[2]
+    alg: Literal["hpke-x25519-sha256-chacha20poly1305"]
+
+
+def _exactly_one(sealed: bool, plaintext: bool, plain: str) -> None:
+    """A write body carries either ``sealed`` or the deprecated plaintext field, not both."""
+    if sealed == plaintext:
+        raise ValueError(
+            f"send `sealed` (the value sealed on the client to the roles' keys, from "
+            f"GET /v1/roles/{{role}}/keys) or the deprecated plaintext `{plain}`, exactly one"
+        )
+
+
 class PutValue(BaseModel):
     model_config = {
-        "json_schema_extra": {"examples": [{"value": {"a": 1}, "roles": ["architect"]}]}
+        "json_schema_extra": {"examples": [{"sealed": EXAMPLE_SEALED, "roles": ["architect"]}]}
     }
 
-    value: Any
+    sealed: SealedBody | None = Field(
+        default=None,
+        description="the value sealed on the client (chorus_common.ucxl_client) with the "
+        "HPKE info bound to this PUT's address; the node stores it without opening it",
+    )
+    value: Any = Field(
+        default=None,
+        description="deprecated: plaintext the node seals itself, so the node sees it",
+        json_schema_extra={"deprecated": True},
+    )
     roles: list[RoleName] = Field(min_length=1, description="roles that may read it")
     ttl_seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _sealed_or_value(self) -> Self:
+        _exactly_one(self.sealed is not None, "value" in self.model_fields_set, "value")
+        return self
 
 
 class RoleKey(BaseModel):
@@ -92,21 +159,38 @@ class RoleKey(BaseModel):
 
 
 class DecisionRecord(BaseModel):
+    """A decision to publish: sealed by the caller (``decision_id`` and the address fields
+    say where, and the caller sealed to that address), or, deprecated, in plaintext."""
+
     model_config = {
         "json_schema_extra": {
             "examples": [
                 {
-                    "decision": "use NATS JetStream",
+                    "decision_id": "5f2c9a01be7d",
                     "author": "gpt4",
                     "role": "architect",
                     "project": "chorus",
+                    "sealed": EXAMPLE_SEALED,
                     "roles": ["architect"],
                 }
             ]
         }
     }
 
-    decision: str = Field(min_length=1)
+    sealed: SealedBody | None = Field(
+        default=None,
+        description="the decision record sealed on the client to the address "
+        "chorus_common.ucxl.decision_address gives for these fields",
+    )
+    decision_id: str | None = Field(
+        default=None, pattern=r"^[a-f0-9]{6,32}$", description="chosen by a sealing caller"
+    )
+    decision: str | None = Field(
+        default=None,
+        min_length=1,
+        description="deprecated: plaintext the node seals itself",
+        json_schema_extra={"deprecated": True},
+    )
     rationale: str = ""
     author: str = Field(pattern=r"^[a-zA-Z0-9_\-]+$")
     role: str = Field(default="any", pattern=r"^[a-zA-Z0-9_\-]+$")
@@ -114,6 +198,21 @@ class DecisionRecord(BaseModel):
     task: str = Field(default="any", pattern=r"^[a-zA-Z0-9_\-]+$")
     related: list[str] = Field(default_factory=list)
     roles: list[RoleName] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _sealed_or_plaintext(self) -> Self:
+        _exactly_one(self.sealed is not None, self.decision is not None, "decision")
+        if self.sealed is not None:
+            plain = sorted({"rationale", "related"} & self.model_fields_set)
+            if plain:
+                raise ValueError(
+                    f"a sealed decision carries {plain} inside `sealed`, not beside it"
+                )
+            if self.decision_id is None:
+                raise ValueError("a sealed decision names the `decision_id` it was sealed for")
+        elif self.decision_id is not None:
+            raise ValueError("`decision_id` goes with `sealed`; the node picks it otherwise")
+        return self
 
 
 class DhtService(Service):
@@ -303,19 +402,28 @@ class DhtService(Service):
         roles: list[str],
         ttl: float | None,
         quorum: int | None = None,
+        sealed: SealedValue | None = None,
     ) -> dict[str, Any]:
-        """One ``dht.store`` operation on the beat: seal for the roles, find replicas, store."""
+        """One ``dht.store`` operation on the beat: find replicas, store.
+
+        ``sealed`` is the value as the client sealed it; the node checks its shape and
+        stores it unopened (it cannot open it). Without it, ``value`` is plaintext the
+        node seals to the roles' keys itself (deprecated: the node sees the value).
+        """
         async with self.tracker.operation("dht.store") as op:
             started = time.perf_counter()
-            plaintext = json.dumps(value).encode()
-            if len(plaintext) > self.settings.dht_max_value_bytes:
-                raise OversizeError(
-                    f"value is {len(plaintext)} bytes; the limit is {self.settings.dht_max_value_bytes}"
-                )
-            await op.phase(Phase.CONNECTING)
-            recipients = await self.role_keys(roles)
-            await op.phase(Phase.NEGOTIATING)
-            sealed = seal(plaintext, recipients, aad=str(address).encode())
+            limit = self.settings.dht_max_value_bytes
+            if sealed is not None:
+                check_shape(sealed, roles, limit)
+                await op.phase(Phase.CONNECTING)
+            else:
+                plaintext = json.dumps(value).encode()
+                if len(plaintext) > limit:
+                    raise OversizeError(f"value is {len(plaintext)} bytes; the limit is {limit}")
+                await op.phase(Phase.CONNECTING)
+                recipients = await self.role_keys(roles)
+                await op.phase(Phase.NEGOTIATING)
+                sealed = seal(plaintext, recipients, aad=str(address).encode())
             key = address.key().hex()
             now = time.time()
             record = {
@@ -354,11 +462,21 @@ class DhtService(Service):
             address: str = Address,
             w: int | None = WriteQuorum,
         ) -> dict[str, Any]:
-            """Encrypt for the given roles and store on the R closest nodes; acknowledged
-            once W of them hold it (503 with ``reached`` and ``needed`` otherwise)."""
+            """Store a value sealed on the client on the R closest nodes; acknowledged once
+            W of them hold it (503 with ``reached`` and ``needed`` otherwise).
+
+            The node checks the sealed value's shape (v2, alg, roles, sizes) but holds no
+            role key, so it cannot check that the client bound it to this address: a
+            mis-bound value is stored and fails to open for every reader. A plaintext
+            ``value`` is still taken (deprecated, warned about once), sealed here.
+            """
             parsed = self.parse(address)
+            if body.sealed is None:
+                _warn_plaintext("PUT /v1/ucxl")
             async with self.audited("store", request, str(parsed)):
-                return await self.put(parsed, body.value, body.roles, body.ttl_seconds, w)
+                return await self.put(
+                    parsed, body.value, body.roles, body.ttl_seconds, w, sealed=body.sealed
+                )
 
         @app.get(
             "/v1/ucxl/{address:path}",
@@ -511,6 +629,28 @@ class DhtService(Service):
             events = self.audit.query(address, limit)
             return {"address": address, "events": [e.as_dict() for e in events]}
 
+        @app.get(
+            "/v1/roles/{role}/keys",
+            tags=["roles"],
+            responses=problem_responses(404, 503),
+        )
+        async def role_key(
+            role: str = PathParam(
+                pattern=ROLE, description="letters, digits, '_' and '-'", examples=["architect"]
+            ),
+        ) -> dict[str, str]:
+            """The X25519 public key registered for ``role`` (read scope): writers seal
+            values to it on their side, so no node sees what they write."""
+            try:
+                entry = await self.registry_kv.get(f"role.{role}")
+            except KeyNotFoundError:
+                raise NotFoundError(
+                    f"no key is registered for role {role!r}: register it with "
+                    f"POST /v1/roles/{role}/keys"
+                ) from None
+            public_key: str = json.loads(entry.value or b"{}")["public_key"]
+            return {"role": role, "public_key": public_key}
+
         @app.post(
             "/v1/roles/{role}/keys",
             dependencies=[Depends(admin)],
@@ -541,12 +681,21 @@ class DhtService(Service):
             request: Request, body: DecisionRecord, w: int | None = WriteQuorum
         ) -> dict[str, Any]:
             """DecisionPublisher: store a decision record at its UCXL address, acknowledged
-            once W replicas hold it."""
-            decision_id = secrets.token_hex(6)
+            once W replicas hold it.
+
+            A caller seals the record itself (``UcxlClient.publish_decision``) for the
+            address ``decision_id`` and the address fields name; a plaintext
+            ``decision`` is still taken (deprecated, warned about once), sealed here.
+            """
+            decision_id = body.decision_id or secrets.token_hex(6)
             address = self.parse(
-                f"ucxl://{body.author}:{body.role}@{body.project}:{body.task}/*^/decisions/{decision_id}.json"
+                decision_address(body.author, body.role, body.project, body.task, decision_id)
             )
-            record = body.model_dump(exclude={"roles"}) | {
+            if body.sealed is not None:
+                async with self.audited("store", request, str(address)):
+                    return await self.put(address, None, body.roles, None, w, sealed=body.sealed)
+            _warn_plaintext("POST /v1/decisions")
+            record = body.model_dump(exclude={"roles", "sealed", "decision_id"}) | {
                 "decision_id": decision_id,
                 "at": time.time(),
             }

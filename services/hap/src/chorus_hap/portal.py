@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
 from collections import deque
@@ -28,6 +29,7 @@ from nats.js.errors import KeyNotFoundError
 from chorus_common.bus import EVENTS_STREAM, Bus
 from chorus_common.envelopes import Envelope, MessageGroup, MessageType, payload_model
 from chorus_common.errors import (
+    ChorusError,
     NotFoundError,
     PayloadError,
     RequestInvalidError,
@@ -42,8 +44,10 @@ from chorus_common.shhh import Finding, Redactor
 from chorus_common.signing import AgentKey
 from chorus_common.subjects import routes, subject_matches, validate_filter
 from chorus_common.topology import BUCKET_ELECTION, BUCKET_REGISTRY
-from chorus_common.ucxl_client import open_record
+from chorus_common.ucxl_client import UcxlClient, open_record
 from chorus_hap.decisions import KIND_OF, Decision, DecisionBook, thread_of
+
+log = logging.getLogger("chorus.hap")
 
 #: the HMMM types a person composes in the wizard
 WIZARD_TYPES = [t.value for t in MessageType if t.group is MessageGroup.HMMM]
@@ -329,27 +333,30 @@ class Portal:
         return result
 
     async def _publish_decision(self, agent: str, decision: Decision) -> str | None:
-        body = {
-            "decision": f"{decision.title}: {decision.outcome}",
-            "rationale": json.dumps(
-                {"tally": decision.tally(), "votes": [v.__dict__ for v in decision.votes.values()]}
-            ),
-            "author": agent,
-            "role": self.role,
-            "project": "hap",
-            "task": decision.decision_id,
-            "roles": [self.role],
-        }
+        """Seal the outcome here, to the role's registered key, and store it through the
+        DHT's DecisionPublisher: the DHT node never sees the tally or the votes."""
+        assert self.dht_url is not None
+        dht = UcxlClient(self.dht_url, self.admin_token, http=self._http)
         try:
-            resp = await self._http.post(
-                f"{self.dht_url.rstrip('/')}/v1/decisions",
-                json=body,  # type: ignore[union-attr]
-                headers={"Authorization": f"Bearer {self.admin_token}"},
+            result = await dht.publish_decision(
+                decision=f"{decision.title}: {decision.outcome}",
+                rationale=json.dumps(
+                    {
+                        "tally": decision.tally(),
+                        "votes": [v.__dict__ for v in decision.votes.values()],
+                    }
+                ),
+                author=agent,
+                role=self.role,
+                project="hap",
+                task=decision.decision_id,
+                roles=[self.role],
             )
-            resp.raise_for_status()
-        except httpx.HTTPError:
-            return None  # the tally stands on the bus; the record can be published again
-        address: str = resp.json()["address"]
+        except ChorusError as exc:
+            # the tally stands on the bus; the record can be published again
+            log.warning("decision %s was not stored in the DHT: %s", decision.decision_id, exc)
+            return None
+        address: str = result["address"]
         return address
 
     async def wait_decision(self, decision_id: str, timeout: float = 5.0) -> None:
