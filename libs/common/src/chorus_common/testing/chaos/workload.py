@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 from collections import Counter
@@ -27,9 +28,10 @@ from chorus_common.envelopes import Envelope, MessageType
 from chorus_common.envelopes.samples import SAMPLE_PAYLOADS
 from chorus_common.errors import ChorusError
 from chorus_common.feeds import FeedWriter
-from chorus_common.sealed import RoleKeyPair
+from chorus_common.sealed import RoleKeyPair, seal
 from chorus_common.signing import AgentKey
 from chorus_common.testing.chaos.invariants import AdminAnswer
+from chorus_common.ucxl import UcxlAddress
 from chorus_common.ucxl_client import open_record
 
 ENVELOPE_TYPE = MessageType.CONTEXT_USAGE
@@ -256,6 +258,12 @@ class Workload:
                 continue
             self.seen.completions.append((task_id, agent.agent_id))
 
+    def _sealed(self, address: str, value: Any) -> dict[str, Any]:
+        """Sealed here, as UcxlClient does: a DHT node never sees the plaintext."""
+        canonical = str(UcxlAddress.parse(address)).encode()
+        recipients = {ROLE: self.role.public_text}
+        return seal(json.dumps(value).encode(), recipients, aad=canonical).model_dump()
+
     async def _dht(self) -> None:
         n = 0
         while await self._every(self.pace.dht):
@@ -267,7 +275,7 @@ class Workload:
                     "dht",
                     "PUT",
                     f"/v1/ucxl/{quote(address, safe='')}",
-                    json={"value": value, "roles": [ROLE]},
+                    json={"sealed": self._sealed(address, value), "roles": [ROLE]},
                 )
             except (httpx.HTTPError, ChorusError) as exc:
                 self.seen.errors[f"dht put: {type(exc).__name__}"] += 1
