@@ -449,8 +449,21 @@ class Publisher:
                 )
                 results[item.index] = self._stored(item.index, item.env, entry)
 
-        if pending:
-            await self._publish_reserved(sender, pending, batch, prepared, results, op)
+        # the head is a hint that the reservations are the truth of: it may move as soon as
+        # they are made, so its write runs beside the publish instead of after it (one fsync
+        # round trip less per batch on a sync_interval: always server)
+        furthest = reach if reach is not None and reach.seq > position.seq else position
+        moving = (
+            asyncio.create_task(self._advance_head(sender, head, furthest))
+            if furthest.seq > head.state.seq
+            else None
+        )
+        try:
+            if pending:
+                await self._publish_reserved(sender, pending, batch, prepared, results, op)
+        finally:
+            if moving is not None:
+                await moving
         for index, first in copies.items():
             original = results[first]
             if original is not None and original.ok:
@@ -458,12 +471,11 @@ class Publisher:
             elif original is not None:
                 results[index] = ItemResult(index=index, ok=False, error=original.error)
 
-        furthest = reach if reach is not None and reach.seq > position.seq else position
-        if furthest.seq > head.state.seq:
-            try:
-                await self.directory.advance_feed(sender, head, furthest)
-            except ChorusError as exc:
-                log.warning("feed head of %s not stored: %s", sender, exc.detail)
+    async def _advance_head(self, sender: str, head: FeedHead, furthest: FeedState) -> None:
+        try:
+            await self.directory.advance_feed(sender, head, furthest)
+        except ChorusError as exc:
+            log.warning("feed head of %s not stored: %s", sender, exc.detail)
 
     async def _admissible(
         self,
