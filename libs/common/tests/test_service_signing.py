@@ -12,9 +12,11 @@ from nats.js.kv import KeyValue
 
 from chorus_common import nats_auth
 from chorus_common.bus import Bus
+from chorus_common.config import ChorusSettings
 from chorus_common.envelopes import Envelope, MessageType
 from chorus_common.envelopes.samples import SAMPLE_PAYLOADS
 from chorus_common.feeds import FeedWriter
+from chorus_common.natsserver import NatsServer
 from chorus_common.service_signing import (
     REFRESH_SECONDS,
     SERVICE_NAMES,
@@ -193,3 +195,30 @@ async def test_detached_signature_binds_subject_body_and_a_new_key_is_believed_a
     assert (
         await verifier.check_detached(BEAT, "backbeat", "chorus.backbeat.beat", body, stale) is None
     )
+
+
+async def test_registering_waits_out_a_nats_server_that_is_briefly_away(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A replica (re)starting during a NATS outage registers once the server is back,
+    instead of failing its set-up and staying not ready for good."""
+    bus = Bus(ChorusSettings(nats_url=nats_server.url), name="signing-outage")
+    await bus.connect(timeout=10)
+    try:
+        kv: KeyValue = await bus.js.key_value(BUCKET_REGISTRY)
+        signer = ServiceSigner.load("election", "e1", tmp_path)
+        nats_server.kill()
+        for _ in range(100):
+            if not bus.nc.is_connected:
+                break
+            await asyncio.sleep(0.05)
+        assert not bus.nc.is_connected
+        registering = asyncio.create_task(signer.register(kv, timeout=60))
+        await asyncio.sleep(6.0)  # past the 5 s JetStream publish timeout: at least one retry
+        assert not registering.done(), registering  # still trying, not failed
+        nats_server.start()
+        await asyncio.wait_for(registering, 30)
+        entry = await kv.get(registry_key("election", signer.sender))
+        assert json.loads(entry.value or b"{}")["public_key"] == signer.identity.public_key
+    finally:
+        await bus.close()

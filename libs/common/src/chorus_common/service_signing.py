@@ -74,12 +74,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import nats.errors
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from prometheus_client import Counter
 
 from chorus_common.envelopes import Envelope, MessageType
-from chorus_common.errors import ConfigError
+from chorus_common.errors import ConfigError, UnavailableError
 from chorus_common.feeds import FeedState, FeedWriter, signature_valid
 from chorus_common.signing import AgentKey, b64decode, verify_signature
 from chorus_common.topology import BUCKET_REGISTRY
@@ -108,6 +109,8 @@ HEADER_SEQ = "Chorus-Seq"
 HEADER_SIG = "Chorus-Sig"
 _DETACHED_CONTEXT = b"chorus-signed-v1\n"
 #: feed entries remembered per sender for duplicate and replay detection
+#: how long a replica keeps trying to register its key before its set-up fails
+REGISTER_TIMEOUT = 120.0
 FEED_WINDOW = 10_000
 #: detached seqs are microseconds: remembered for 10 s of the signer's clock
 DETACHED_WINDOW = 10_000_000
@@ -256,11 +259,29 @@ class ServiceSigner:
         await signer.register(kv)
         return signer
 
-    async def register(self, kv: KeyValue) -> None:
+    async def register(self, kv: KeyValue, timeout: float = REGISTER_TIMEOUT) -> None:
+        """Put this replica's document, waiting out a JetStream that is briefly away.
+
+        A replica starts (or restarts) while a NATS node of a cluster is down or its KV
+        stream is electing a leader: the put then fails with no responders for a moment.
+        Failing set-up over it would leave the service not ready for good.
+        """
         ident = self.identity
-        await kv.put(
-            registry_key(ident.service, ident.sender), json.dumps(ident.document()).encode()
-        )
+        body = json.dumps(ident.document()).encode()
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while True:
+            try:
+                await kv.put(registry_key(ident.service, ident.sender), body)
+                return
+            except (TimeoutError, nats.errors.Error) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise UnavailableError(
+                        f"could not register the signing key of {ident.sender}: {exc!r}"
+                    ) from None
+                log.warning("registry not writable yet (%r); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def seal(self, env: Envelope) -> Envelope:
         """``env`` signed as the next entry of this replica's feed (sender set to the replica)."""
