@@ -9,7 +9,7 @@ token with public reads) and publishes the same number of batches. Throughout,
 end nats-server's ``/varz`` says whether any connection (the gateway's is the
 one that receives every message) was ever a slow consumer.
 
-    .venv/bin/python bench/bench_subscribers.py [--batches 40] [--sse 500] [--ws 200]
+    .venv/bin/python bench/bench_subscribers.py [--batches 40] [--sse 500] [--ws 200] [--verbose]
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ async def phase(
     return latencies, answered, probes
 
 
-async def main(batches: int, sse: int, ws: int) -> None:
+async def main(batches: int, sse: int, ws: int, verbose: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         monitor = free_port()
         server = NatsServer(
@@ -181,6 +181,9 @@ async def main(batches: int, sse: int, ws: int) -> None:
         f"{sse} SSE + {ws} WebSocket subscribers to chorus.> that never read; "
         f"{int(dropped)} of them dropped as slow consumers"
     )
+    if verbose:
+        print("quiet", [round(x * 1000) for x in quiet])
+        print("loaded", [round(x * 1000) for x in loaded])
     p50_q, p99_q = statistics.median(quiet), percentile(quiet, 0.99)
     p50_l, p99_l = statistics.median(loaded), percentile(loaded, 0.99)
     report(
@@ -235,5 +238,6 @@ if __name__ == "__main__":
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--sse", type=int, default=500)
     parser.add_argument("--ws", type=int, default=200)
+    parser.add_argument("--verbose", action="store_true", help="print every batch's latency")
     args = parser.parse_args()
-    asyncio.run(main(args.batches, args.sse, args.ws))
+    asyncio.run(main(args.batches, args.sse, args.ws, args.verbose))

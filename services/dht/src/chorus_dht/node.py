@@ -293,7 +293,9 @@ class DhtNode:
                 return {"error": f"address longer than {self.max_address_bytes} bytes"}
             if not intact(record):
                 return {"error": "record digest does not match its content"}
-            current = await self.storage.get(record["key"])
+            # past the cache: a copy damaged on disk behind a cached intact entry must be
+            # seen (and counted) here, or a peer's repair would overwrite it unnoticed
+            current = (await self.storage.get_many([record["key"]])).get(record["key"])
             if current is not None and not intact(current):
                 self.on_corrupt()  # a peer's repair found our copy damaged and sent a good one
                 await self.storage.quarantine(record["key"], "digest mismatch")

@@ -7,9 +7,10 @@ client's filter must overlap the envelope subjects (:data:`ENVELOPE_SUBJECTS`)
 and only messages on those subjects ever reach it, whatever its filter.
 
 Live delivery goes through one :class:`SubscriberHub` per gateway: one NATS
-subscription per envelope subject root, however many clients listen, fanned
-out into each client's :class:`Subscriber` queue with a non-blocking put. A
-client whose queue is full is dropped; nothing waits on it. With one NATS
+subscription per envelope subject root, however many clients listen, and one
+:class:`FanoutLog` per subject filter that each message is appended to once;
+every client's :class:`Subscriber` reads it at its own place. A client too far
+behind is dropped; nothing waits on it. With one NATS
 subscription per client instead, 700 idle clients made the server send every
 message 700 times to the gateway, whose connection then became a server-side
 slow consumer and was cut off.
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import random
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -52,6 +55,10 @@ LINGER_SECONDS = 0.01
 DROP_GRACE_SECONDS = 2.0
 #: bytes the kernel buffers for one subscriber's connection (it doubles the figure)
 SUBSCRIBER_SEND_BUFFER = 64 * 1024
+#: at most this many subscriber tasks are woken (to write, or to hear they are dropped) per
+#: turn of the event loop: hundreds woken at once made every await of a publish wait behind
+#: all their writes
+WAKE_PER_TURN = 32
 #: WebSocket close code for a client dropped for falling behind ("try again later")
 WS_TRY_AGAIN_LATER = 1013
 
@@ -136,12 +143,157 @@ class Delivered:
         return f"{ident}event: message\ndata: {self.text}\n\n".encode()
 
 
-class Subscriber:
-    """One HTTP client's bounded queue: the hub (or its replay) offers, the client's task takes.
+class Staggered:
+    """Callbacks run at most ``per_turn`` per turn of the event loop, in the order given.
 
-    :meth:`offer` never blocks: when ``queue_size`` messages are already
-    waiting the subscriber is dropped, its backlog discarded, and the client's
-    task is woken to tell it why.
+    Whatever is woken through it takes turns with everything else the loop
+    does, so waking many subscribers at once delays a publish by a few of
+    their writes per await, not all of them.
+    """
+
+    def __init__(self, per_turn: int = WAKE_PER_TURN) -> None:
+        self.per_turn = per_turn
+        self._pending: deque[Callable[[], None]] = deque()
+        self._scheduled = False
+
+    def call(self, callback: Callable[[], None]) -> None:
+        self._pending.append(callback)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        for _ in range(min(self.per_turn, len(self._pending))):
+            self._pending.popleft()()
+        if self._pending:
+            asyncio.get_running_loop().call_soon(self._run)
+        else:
+            self._scheduled = False
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class FanoutLog:
+    """The messages for one subject filter, kept once and read by each subscriber at its own place.
+
+    A message is appended once however many subscribers read it, and those
+    waiting are woken together, once per burst: the cost of a message is
+    independent of the number of subscribers, and a subscriber that has
+    stopped reading (its task waits on its socket) costs nothing until it is
+    dropped. The log keeps what its slowest live reader has not taken; a
+    reader more than its ``queue_size`` behind is dropped, checked every
+    ``queue_size // 8`` messages so a lagging reader is not re-examined on
+    every append (it may fall up to that many further behind before it is).
+    A replay is a log with one reader.
+    """
+
+    def __init__(self, queue_size: int, stagger: Staggered | None = None) -> None:
+        self.queue_size = queue_size
+        self.stagger = stagger or Staggered()
+        self.slack = max(1, queue_size // 8)
+        self.items: list[Delivered] = []
+        self.base = 0  # the position of items[0]
+        self.readers: set[Subscriber] = set()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._waiting_since: int | None = None  # the head when the first waiter started
+        self._wake: asyncio.Handle | None = None
+        self._rendered: dict[tuple[int, int, str], bytes] = {}
+
+    @property
+    def head(self) -> int:
+        return self.base + len(self.items)
+
+    def join(self, sub: Subscriber) -> None:
+        sub.position = self.head
+        self.readers.add(sub)
+
+    def leave(self, sub: Subscriber) -> None:
+        self.readers.discard(sub)
+
+    def append(self, item: Delivered) -> None:
+        self.items.append(item)
+        if len(self.items) > self.queue_size + self.slack:
+            self._enforce()
+        if self._waiting_since is not None and self._wake is None:
+            loop = asyncio.get_running_loop()
+            if self.head - self._waiting_since >= self.queue_size // 2:
+                self._wake = loop.call_soon(self._wake_readers)  # no lingering with a backlog
+            else:
+                self._wake = loop.call_later(LINGER_SECONDS, self._wake_readers)
+
+    def _enforce(self) -> None:
+        """Drop the readers too far behind, then forget what every remaining reader has taken."""
+        head = self.head
+        for sub in list(self.readers):
+            if head - sub.position > sub.queue_size:
+                sub.drop(
+                    f"slow consumer: more than {sub.queue_size} messages were waiting; "
+                    f"reconnect with from_seq to resume"
+                )
+        oldest = min((sub.position for sub in self.readers), default=head)
+        if oldest > self.base:
+            del self.items[: oldest - self.base]
+            self.base = oldest
+            self._rendered.clear()
+
+    def _wake_readers(self) -> None:
+        self._wake, self._waiting_since = None, None
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            self.stagger.call(functools.partial(_resolve, waiter))
+
+    async def wait(self, sub: Subscriber) -> None:
+        """Until something past ``sub``'s position arrives (and a burst's linger is over)."""
+        while sub.position >= self.head:
+            if self._waiting_since is None:
+                self._waiting_since = self.head
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+    def take(self, sub: Subscriber) -> Batch:
+        """What ``sub`` has not taken yet; it has taken it now."""
+        start, end = max(sub.position, self.base), self.head
+        sub.position = end
+        return Batch(self, start, end, self.items[start - self.base : end - self.base])
+
+    def render(self, batch: Batch, kind: str) -> bytes:
+        """``batch``'s items as one write (each one's ``frame`` or ``event``).
+
+        Readers woken together take the same range: it is joined once, not once each.
+        """
+        key = (batch.start, batch.end, kind)
+        body = self._rendered.get(key)
+        if body is None:
+            if len(self._rendered) >= 8:
+                self._rendered.clear()
+            body = self._rendered[key] = b"".join(getattr(item, kind) for item in batch.items)
+        return body
+
+
+class Batch:
+    """What one subscriber takes in one write: a range of its log."""
+
+    def __init__(self, log: FanoutLog, start: int, end: int, items: list[Delivered]) -> None:
+        self.log, self.start, self.end, self.items = log, start, end, items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def body(self, kind: str) -> bytes:
+        """``kind`` is ``event`` (SSE) or ``frame`` (WebSocket)."""
+        return self.log.render(self, kind)
+
+
+class Subscriber:
+    """One HTTP client's place in a :class:`FanoutLog`: the hub's shared one, or a replay's own.
+
+    Nothing it does blocks the hub: when it falls more than ``queue_size``
+    messages behind it is dropped, its place given up, and its ``dropped``
+    event tells the client's task why.
     """
 
     def __init__(self, subject_filter: str, queue_size: int, transport: str) -> None:
@@ -150,52 +302,40 @@ class Subscriber:
         self.transport = transport
         self.dropped = asyncio.Event()
         self.reason: str | None = None
-        self._items: deque[Delivered] = deque()
-        self._ready = asyncio.Event()
+        self.position = 0
+        self.log = FanoutLog(queue_size)  # its own until the hub attaches it to a shared one
+        self.log.join(self)
         self._replay: Any = None
         #: the hub's hook to stop offering to this subscriber the moment it is dropped
         self.on_drop: Callable[[Subscriber], None] | None = None
 
     def offer(self, item: Delivered) -> None:
-        if self.reason is not None:
-            return
-        if len(self._items) >= self.queue_size:
-            self.drop(
-                f"slow consumer: more than {self.queue_size} messages were waiting; "
-                f"reconnect with from_seq to resume"
-            )
-            return
-        self._items.append(item)
-        self._ready.set()
+        """A message for this subscriber alone (a replay's)."""
+        if self.reason is None:
+            self.log.append(item)
 
     def drop(self, reason: str) -> None:
         if self.reason is not None:
             return
         self.reason = reason
-        self._items.clear()
-        self.dropped.set()
-        self._ready.set()
+        self.log.leave(self)
+        self.log.stagger.call(self.dropped.set)  # hundreds may be dropped by one message
         if self.on_drop is not None:
             self.on_drop(self)
 
-    async def batches(self) -> AsyncIterator[list[Delivered]]:
-        """Everything waiting, in order, in one list per write.
+    async def batches(self) -> AsyncIterator[Batch]:
+        """Everything waiting, in order, one batch per write.
 
-        After a wake-up the subscriber lingers a moment so that a burst (a
+        Waiting readers are woken a moment after a burst starts, so a burst (a
         published batch arrives as one) goes out in one write rather than one
-        task switch and one send per message per client: with hundreds of
-        clients that difference is most of a publish's latency.
+        task switch and one send per message per client. The client's task
+        learns of a drop from :attr:`dropped`.
         """
         while True:
-            await self._ready.wait()
-            if self.reason is None and len(self._items) < self.queue_size // 2:
-                await asyncio.sleep(LINGER_SECONDS)
+            await self.log.wait(self)
             if self.reason is not None:
                 raise SlowConsumer(self.reason)
-            items = list(self._items)
-            self._items.clear()
-            self._ready.clear()
-            yield items
+            yield self.log.take(self)
 
     async def start_replay(
         self, bus: Bus, from_seq: int | None = None, since: datetime | None = None
@@ -241,23 +381,30 @@ class SubscriberHub:
 
     A root (``chorus.coord.>``, …) is subscribed while some attached
     subscriber's filter overlaps it. Each message is matched against the
-    distinct filters of the attached subscribers and put into each matching
-    queue without waiting, so the NATS connection is read as fast as messages
-    arrive whatever the clients do.
+    distinct filters of the attached subscribers and appended once to each
+    matching filter's :class:`FanoutLog`, without waiting, so the NATS
+    connection is read as fast as messages arrive whatever the clients do.
     """
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
-        self._by_filter: dict[str, set[Subscriber]] = {}
+        self._logs: dict[tuple[str, int], FanoutLog] = {}
+        self.stagger = Staggered()
         self._roots: dict[str, NatsSubscription] = {}
         self._lock = asyncio.Lock()
 
     def __len__(self) -> int:
-        return sum(len(subs) for subs in self._by_filter.values())
+        return sum(len(log.readers) for log in self._logs.values())
 
     async def attach(self, sub: Subscriber) -> None:
         async with self._lock:
-            self._by_filter.setdefault(sub.filter, set()).add(sub)
+            log = self._logs.get((sub.filter, sub.queue_size))
+            if log is None:
+                log = FanoutLog(sub.queue_size, self.stagger)
+                self._logs[(sub.filter, sub.queue_size)] = log
+            sub.log.leave(sub)
+            sub.log = log
+            log.join(sub)
             sub.on_drop = self._forget
             for root in ENVELOPE_SUBJECTS:
                 if root not in self._roots and filters_overlap(sub.filter, root):
@@ -269,33 +416,33 @@ class SubscriberHub:
                     )
 
     def _forget(self, sub: Subscriber) -> None:
-        subs = self._by_filter.get(sub.filter)
-        if subs is not None:
-            subs.discard(sub)
-            if not subs:
-                del self._by_filter[sub.filter]
+        sub.log.leave(sub)
+        key = (sub.filter, sub.queue_size)
+        if self._logs.get(key) is sub.log and not sub.log.readers:
+            del self._logs[key]
 
     async def detach(self, sub: Subscriber) -> None:
+        self._forget(sub)
+        if all(any(filters_overlap(f, root) for (f, _) in self._logs) for root in self._roots):
+            return  # every root still has a reader: nothing to unsubscribe, no lock to take
         async with self._lock:
-            self._forget(sub)
             for root in list(self._roots):
-                if not any(filters_overlap(f, root) for f in self._by_filter):
+                if not any(filters_overlap(f, root) for (f, _) in self._logs):
                     with contextlib.suppress(Exception):
                         await self._roots.pop(root).unsubscribe()
 
     async def _on_msg(self, msg: Msg) -> None:
         item = Delivered(msg.subject, msg.data, None)
-        for subject_filter, subs in list(self._by_filter.items()):
+        for (subject_filter, _), log in list(self._logs.items()):
             if _matches(subject_filter, msg.subject):
-                for sub in list(subs):
-                    sub.offer(item)
+                log.append(item)
 
     async def close(self) -> None:
         async with self._lock:
             for root in list(self._roots):
                 with contextlib.suppress(Exception):
                     await self._roots.pop(root).unsubscribe()
-            self._by_filter.clear()
+            self._logs.clear()
 
 
 def _bound_send_buffer(scope: Scope) -> None:
@@ -335,7 +482,8 @@ async def _last_word(say: Awaitable[None], scope: Scope) -> None:
     which a client that stopped reading never does: it would stay connected.
     """
     try:
-        await asyncio.wait_for(say, DROP_GRACE_SECONDS)
+        # spread over half the grace again: clients dropped together are not aborted together
+        await asyncio.wait_for(say, DROP_GRACE_SECONDS * (1 + random.random() / 2))
         return
     except Exception:
         pass
@@ -375,7 +523,7 @@ class SubscriberEvents(Response):
                 hello = f": subscribed to {sub.filter}\n\n".encode()
                 await send({"type": "http.response.body", "body": hello, "more_body": True})
                 async for batch in sub.batches():
-                    body = b"".join(item.event for item in batch)
+                    body = batch.body("event")
                     await send({"type": "http.response.body", "body": body, "more_body": True})
                     m.delivered.labels("sse").inc(len(batch))
 
@@ -408,9 +556,9 @@ async def serve_websocket(
         async def pump() -> None:
             async for batch in sub.batches():
                 if send_frames is not None:
-                    await send_frames(b"".join(item.frame for item in batch))
+                    await send_frames(batch.body("frame"))
                 else:
-                    for item in batch:
+                    for item in batch.items:
                         await ws.send_text(item.text)
                 metrics.delivered.labels("ws").inc(len(batch))
 
