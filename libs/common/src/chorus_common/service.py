@@ -21,12 +21,12 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import nats.errors
 import nats.micro
 import uvicorn
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.params import Form
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -44,6 +44,7 @@ from chorus_common.backbeat import Tracker
 from chorus_common.bodies import check_body
 from chorus_common.bus import Bus
 from chorus_common.config import ChorusSettings, load_settings
+from chorus_common.dependencies import requirement
 from chorus_common.errors import (
     AuthError,
     ChorusError,
@@ -63,6 +64,7 @@ from chorus_common.metrics import ServiceMetrics
 from chorus_common.topology import BUCKET_REGISTRY
 
 log = logging.getLogger("chorus.service")
+T = TypeVar("T")
 
 PROBLEM_JSON = "application/problem+json"
 MicroHandler = Callable[[MicroRequest], Awaitable[None]]
@@ -186,6 +188,9 @@ class Service:
 
     # -- what subclasses fill in -------------------------------------------------
 
+    #: the service's ``APIRouter``s (module-level endpoints in its ``app.py``)
+    routers: ClassVar[tuple[APIRouter, ...]] = ()
+
     def routes(self, app: FastAPI) -> None:
         """Add the service's own routes."""
 
@@ -217,11 +222,16 @@ class Service:
         The OpenAPI document names the scope of every operation (``x-chorus-scope``).
         """
 
-        async def check(request: HTTPConnection) -> Identity:
-            return await self.authorize(request, scope)
+        return requirement(scope)
 
-        check.chorus_scope = scope  # type: ignore[attr-defined]
-        return check
+    def provide(self, collaborator: T, as_: type[T] | None = None) -> T:
+        """Hand ``collaborator`` to the routes that ask for it (``Provided(Kind)``).
+
+        Keyed by its type, or by ``as_`` (a base class or protocol the routes name).
+        """
+        provided: dict[type[Any], Any] = self.app.state.provided
+        provided[as_ or type(collaborator)] = collaborator
+        return collaborator
 
     async def authorize(self, conn: HTTPConnection, scope: TokenScope) -> Identity:
         """The caller's identity if its bearer token grants ``scope``; else 401 or 403."""
@@ -449,6 +459,7 @@ class Service:
             dependencies=[Depends(self._guard_reads)],
         )
         app.state.service = self
+        app.state.provided = {}
         self._install_errors(app)
         app.add_middleware(_BodyGuard, service=self)
         app.add_middleware(_LicenseGuard, service=self)
@@ -516,6 +527,8 @@ class Service:
             response_class=PlainTextResponse,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
         )
+        for router in self.routers:
+            app.include_router(router)
         self.routes(app)
         for route in app.routes:
             self.route_scope(route)
