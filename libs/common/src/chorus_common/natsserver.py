@@ -9,16 +9,21 @@ disk (ARCHITECTURE.md §2) unless the caller chooses the faster lazy fsync.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chorus_common.errors import ConfigError, UnavailableError
+
+#: the line nats-server logs once its client listener is up
+_LISTENING = re.compile(r"Listening for client connections on \S+:(\d+)")
 
 
 def nats_server_binary() -> str:
@@ -94,7 +99,10 @@ class NatsServer:
     """One nats-server with JetStream, its own port and store directory.
 
     Restarting keeps the port and the store, so tests can check that
-    acknowledged messages survive a SIGKILL.
+    acknowledged messages survive a SIGKILL. Without a ``port`` the server picks
+    one itself (``listen: host:-1``) and says which in its log, read at start:
+    a port found free and closed again for the server to take later can be taken
+    by someone else in between, which failed parallel test runs now and then.
     """
 
     store_dir: Path
@@ -112,12 +120,14 @@ class NatsServer:
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
-        if self.port == 0:
-            self.port = free_port(self.host)
+        if self.server_name is None:
+            self.server_name = f"chorus-{uuid.uuid4().hex[:8]}"
         self.store_dir.mkdir(parents=True, exist_ok=True)
 
     @property
     def url(self) -> str:
+        if self.port == 0:
+            raise UnavailableError("the nats-server has not started yet: its port is not known")
         return f"nats://{self.host}:{self.port}"
 
     @property
@@ -130,8 +140,8 @@ class NatsServer:
 
     def render_config(self) -> str:
         lines = [
-            f'server_name: "{self.server_name or f"chorus-{self.port}"}"',
-            f'listen: "{self.host}:{self.port}"',
+            f'server_name: "{self.server_name}"',
+            f'listen: "{self.host}:{self.port or -1}"',
             "jetstream {",
             f'  store_dir: "{self.store_dir / "jetstream"}"',
             f"  sync_interval: {'always' if self.sync_always else '2m'}",
@@ -153,6 +163,7 @@ class NatsServer:
         if self.running:
             return self
         self.config_path.write_text(self.render_config())
+        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         from chorus_common.processes import die_with_parent
 
@@ -166,12 +177,28 @@ class NatsServer:
         )
         log.close()
         try:
+            if self.port == 0:
+                self.port = self._chosen_port(log_offset, timeout)
             wait_for_port(self.host, self.port, timeout, self.proc)
         except UnavailableError as exc:
             tail = self.log_path.read_text(errors="replace")[-2000:]
             self.kill()
             raise UnavailableError(f"nats-server did not start: {exc}\n{tail}") from None
         return self
+
+    def _chosen_port(self, log_offset: int, timeout: float) -> int:
+        """The client port the server says it listens on (its log, from ``log_offset``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.log_path.open("rb") as log:
+                log.seek(log_offset)
+                found = _LISTENING.search(log.read().decode(errors="replace"))
+            if found:
+                return int(found.group(1))
+            if self.proc is not None and self.proc.poll() is not None:
+                raise UnavailableError(f"process exited with code {self.proc.returncode}")
+            time.sleep(0.01)
+        raise UnavailableError(f"it did not say which port it listens on within {timeout:.1f}s")
 
     @property
     def running(self) -> bool:
