@@ -40,6 +40,8 @@ from chorus_common.registry import AgentDirectory
 from chorus_common.service_signing import ServiceVerifier
 from chorus_common.signing import AgentKey
 
+__all__ = ["Agent"]
+
 log = logging.getLogger("chorus.agent")
 
 #: what a coordinator says that an agent acts on, as core NATS subscriptions (each within the

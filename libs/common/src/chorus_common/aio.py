@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import Iterable
 from typing import Any
 
+__all__ = ["cancel_and_wait"]
+
 
 async def cancel_and_wait(tasks: asyncio.Task[Any] | Iterable[asyncio.Task[Any]] | None) -> None:
     """Cancel tasks and wait until each has really ended, swallowing what they raise.

@@ -30,6 +30,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from chorus_common.service_signing import ForgedKind, ServiceVerifier
 from chorus_common.subjects import BACKBEAT_BEAT, backbeat_status_subject
 
+__all__ = [
+    "BAR_LENGTH",
+    "BarReport",
+    "BeatFrame",
+    "ClaimState",
+    "HybridLogicalClock",
+    "Operation",
+    "Phase",
+    "StatusClaim",
+    "Tracker",
+    "beat_phase",
+    "hlc_key",
+    "utc",
+    "window_id",
+]
+
 log = logging.getLogger("chorus.backbeat")
 
 BAR_LENGTH = 120  # beats per bar (SPEC.md §10)

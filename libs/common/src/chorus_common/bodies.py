@@ -24,6 +24,16 @@ from typing import Any
 
 from chorus_common.errors import MalformedBodyError, UnsupportedMediaTypeError
 
+__all__ = [
+    "FORM_BODY",
+    "MAX_JSON_DEPTH",
+    "check_body",
+    "check_depth",
+    "is_json",
+    "loads_json",
+    "media_type",
+]
+
 #: the deepest JSON a route accepts: envelopes and records nest a handful of levels
 MAX_JSON_DEPTH = 64
 JSON = "application/json"

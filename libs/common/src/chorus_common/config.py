@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chorus_common.errors import ConfigError
 
+__all__ = ["ChorusSettings", "load_settings"]
+
 ENV_PREFIX = "CHORUS_"
 
 

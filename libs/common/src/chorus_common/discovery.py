@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+__all__ = ["Advertisement", "advertise_bus", "advertise_bus_blocking", "discover_bus"]
+
 SERVICE_TYPE = "_chorus._tcp.local."
 
 

@@ -37,6 +37,36 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = [
+    "AuthError",
+    "BadSignatureError",
+    "ChorusError",
+    "ClockSkewError",
+    "ConfigError",
+    "ConflictError",
+    "EnvelopeError",
+    "FeedError",
+    "FeedForkError",
+    "FeedGapError",
+    "FeedReplayError",
+    "ForbiddenError",
+    "HopLimitError",
+    "HttpStatusError",
+    "MalformedBodyError",
+    "MalformedEnvelopeError",
+    "NotFoundError",
+    "OversizeError",
+    "PayloadError",
+    "RateLimitedError",
+    "RequestInvalidError",
+    "SubjectError",
+    "UcxlAddressError",
+    "UnavailableError",
+    "UnknownKeyError",
+    "UnknownTypeError",
+    "UnsupportedMediaTypeError",
+]
+
 
 class ChorusError(Exception):
     """Root of every CHORUS error; ``detail`` is the one-line message shown to users."""

@@ -38,6 +38,17 @@ from chorus_common.errors import (
 )
 from chorus_common.signing import AgentKey, verify_signature
 
+__all__ = [
+    "FeedIssue",
+    "FeedReport",
+    "FeedState",
+    "FeedVerifier",
+    "FeedWriter",
+    "IssueKind",
+    "signature_valid",
+    "verify_feed",
+]
+
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _AGENT = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 

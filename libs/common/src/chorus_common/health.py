@@ -19,6 +19,8 @@ from typing import Any, Literal
 from chorus_common.aio import cancel_and_wait
 from chorus_common.metrics import HealthMetrics
 
+__all__ = ["Check", "CheckFn", "HealthRegistry", "Status"]
+
 CheckFn = Callable[[], Awaitable[str | None]]
 Status = Literal["pending", "pass", "fail"]
 

@@ -26,6 +26,14 @@ from websockets.http11 import Request as WsRequest
 
 from chorus_common.config import ChorusSettings
 
+__all__ = [
+    "AbortableWebSocketProtocol",
+    "HeaderTimeoutHttpProtocol",
+    "server_options",
+    "text_frame",
+    "transport_extension",
+]
+
 TRANSPORT_EXTENSION = "chorus.transport"
 _TIMEOUT_BODY = b"request headers not complete in time\n"
 _REQUEST_TIMEOUT = (

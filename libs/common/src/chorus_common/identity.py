@@ -30,6 +30,16 @@ from typing import Any, Literal
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+__all__ = [
+    "Identity",
+    "IdentityKind",
+    "Scope",
+    "TokenBook",
+    "identity_key",
+    "split_tokens",
+    "token_digest",
+]
+
 #: how long a resolved enrolled token is trusted before it is looked up again
 CACHE_SECONDS = 5.0
 #: unknown tokens are remembered briefly too, so a flood of bad tokens costs no KV reads

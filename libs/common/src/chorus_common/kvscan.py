@@ -27,6 +27,8 @@ from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, DeliverPolicy
 
 from chorus_common.errors import UnavailableError
 
+__all__ = ["scan"]
+
 #: how long the server keeps a scan's consumer should the scan die before deleting it
 SCAN_CONSUMER_GRACE = 2.0
 #: what a key's last message says when the key is gone (a delete, a purge, a TTL marker)

@@ -33,6 +33,8 @@ from chorus_common.aio import cancel_and_wait
 from chorus_common.errors import ConflictError
 from chorus_common.topology import BUCKET_ELECTION
 
+__all__ = ["Callback", "LeaderLease", "LeaseRecord", "LeaseRules", "current_term"]
+
 log = logging.getLogger("chorus.leadership")
 
 Callback = Callable[[int], Awaitable[None]]

@@ -26,6 +26,8 @@ from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Bus
 from chorus_common.errors import ForbiddenError
 
+__all__ = ["SUBJECT", "LicenseGate"]
+
 log = logging.getLogger("chorus.license")
 
 SUBJECT = "chorus.svc.licensing.lease-{verb}"

@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+__all__ = ["JsonFormatter", "configure_logging"]
+
 
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:

@@ -50,6 +50,30 @@ from chorus_common.topology import (
     BUCKET_TASKS,
 )
 
+__all__ = [
+    "ADMIN",
+    "AGENT",
+    "BACKBEAT",
+    "COORDINATOR",
+    "DHT",
+    "ELECTION",
+    "HAP",
+    "LICENSING",
+    "PUBSUB_GATEWAY",
+    "SERVICE_USERS",
+    "USERS",
+    "NatsUser",
+    "client_env",
+    "kv",
+    "leader_lease",
+    "micro_subjects",
+    "new_password",
+    "new_passwords",
+    "render_authorization",
+    "render_user_index",
+    "service_identity",
+]
+
 #: each user's password comes from this environment variable of nats-server
 PASSWORD_ENV_PREFIX = "CHORUS_NATS_PASSWORD_"
 

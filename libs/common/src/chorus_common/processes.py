@@ -28,6 +28,15 @@ import httpx
 
 from chorus_common.natsserver import wait_stopped
 
+__all__ = [
+    "SERVICE_MODULES",
+    "ChildProcess",
+    "ForkedProcess",
+    "ServiceProcess",
+    "die_with_parent",
+    "preload_service_stack",
+]
+
 #: service name → python module; the order is the start order of `chorus up`.
 SERVICE_MODULES: dict[str, str] = {
     "licensing": "chorus_licensing",

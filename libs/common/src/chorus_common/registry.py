@@ -35,6 +35,15 @@ from chorus_common.feeds import FeedState
 from chorus_common.signing import b64decode
 from chorus_common.topology import BUCKET_FEEDS, BUCKET_REGISTRY
 
+__all__ = [
+    "AgentDirectory",
+    "FeedEntry",
+    "FeedHead",
+    "FeedIndex",
+    "Reservation",
+    "check_public_key",
+]
+
 
 @dataclass(frozen=True)
 class FeedHead:

@@ -40,6 +40,19 @@ from pydantic import BaseModel, ValidationError
 from chorus_common.errors import ForbiddenError, OversizeError, RequestInvalidError
 from chorus_common.signing import b64decode, b64encode
 
+__all__ = [
+    "ALG",
+    "AnySealed",
+    "LegacySealedValue",
+    "RoleKeyPair",
+    "SealedValue",
+    "check_shape",
+    "open_sealed",
+    "parse_sealed",
+    "seal",
+    "upgrade_needed",
+]
+
 #: the current format: its version and the HPKE suite (KEM-KDF-AEAD) that seals content keys
 VERSION: Final = 2
 ALG: Final = "hpke-x25519-sha256-chacha20poly1305"

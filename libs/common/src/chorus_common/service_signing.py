@@ -560,6 +560,7 @@ __all__ = [
     "HEADER_SENDER",
     "HEADER_SEQ",
     "HEADER_SIG",
+    "REFRESH_SECONDS",
     "SERVICE_KEY_PREFIX",
     "SERVICE_NAMES",
     "SERVICE_TYPES",

@@ -912,6 +912,7 @@ __all__ = [
     "Redactor",
     "Severity",
     "default_redactor",
+    "literal_pattern",
     "marker",
     "redact_envelope",
     "redact_text",

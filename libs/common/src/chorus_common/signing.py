@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives.serialization import (
 
 from chorus_common.errors import ConfigError
 
+__all__ = ["AgentKey", "KeyFileFormat", "b64decode", "b64encode", "verify_signature"]
+
 KeyFileFormat = Literal["raw", "pem"]
 
 _PEM_MARKER = "-----BEGIN"

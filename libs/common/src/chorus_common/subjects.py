@@ -11,6 +11,19 @@ import re
 from chorus_common.envelopes import Envelope, MessageGroup
 from chorus_common.errors import SubjectError
 
+__all__ = [
+    "BACKBEAT_BEAT",
+    "STREAM_EVENTS_SUBJECTS",
+    "backbeat_status_subject",
+    "dht_rpc_subject",
+    "election_subject",
+    "msg_id",
+    "primary_subject",
+    "routes",
+    "subject_matches",
+    "validate_filter",
+]
+
 #: Every subject the ``CHORUS_EVENTS`` stream captures; routes() never leaves it.
 STREAM_EVENTS_SUBJECTS: tuple[str, ...] = (
     "chorus.coord.>",

@@ -21,6 +21,19 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from chorus_common.subjects import STREAM_EVENTS_SUBJECTS
 
+__all__ = [
+    "AUDIT_SUBJECT_PREFIX",
+    "BUCKET_ELECTION",
+    "BUCKET_FEEDS",
+    "BUCKET_HAP_SESSIONS",
+    "BUCKET_LEASES",
+    "BUCKET_REGISTRY",
+    "BUCKET_TASKS",
+    "BucketSpec",
+    "StreamSpec",
+    "declare_topology",
+]
+
 HOUR = 3600.0
 #: audit events (enrolment, key rotation, revocation) are published under this prefix
 AUDIT_SUBJECT_PREFIX = "chorus.audit"

@@ -18,6 +18,8 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
+__all__ = ["configure_tracing", "continue_trace", "extract", "inject", "tracer"]
+
 _configured = False
 _recording = False  # spans of consumed messages are recorded only when they are exported
 

@@ -21,6 +21,8 @@ from typing import Literal
 
 from chorus_common.errors import UcxlAddressError
 
+__all__ = ["LATEST", "Temporal", "TemporalKind", "UcxiVerb", "UcxlAddress", "decision_address"]
+
 SCHEME = "ucxl://"
 ANY = "any"
 COMPONENTS = ("agent", "role", "project", "task")

@@ -31,6 +31,8 @@ from chorus_common.errors import (
 from chorus_common.sealed import RoleKeyPair, SealedValue, open_sealed, seal, upgrade_needed
 from chorus_common.ucxl import UcxlAddress, decision_address
 
+__all__ = ["UcxlClient", "open_record"]
+
 _BY_STATUS: dict[int, type[ChorusError]] = {
     400: RequestInvalidError,
     401: AuthError,

@@ -20,6 +20,29 @@ import random
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+__all__ = [
+    "ADMIN_STEPPED_DOWN",
+    "COMPONENTS",
+    "DEFAULT_CHALLENGE_MARGIN",
+    "DEFAULT_SCORE_QUANTUM",
+    "DEFAULT_WEIGHTS",
+    "SMOOTHING_HEARTBEATS",
+    "Action",
+    "Candidate",
+    "ElectionRules",
+    "ElectionStarted",
+    "Score",
+    "ScoreSmoother",
+    "State",
+    "StepDown",
+    "StepDownReason",
+    "Timings",
+    "Trigger",
+    "normalise",
+    "quantise",
+    "ranking_key",
+]
+
 
 class State(StrEnum):
     IDLE = "idle"

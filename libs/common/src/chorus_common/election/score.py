@@ -22,6 +22,8 @@ from chorus_common.election.rules import (
     normalise,
 )
 
+__all__ = ["ScoreSource"]
+
 DAY = 24 * 3600.0
 WEEK = 7 * DAY
 

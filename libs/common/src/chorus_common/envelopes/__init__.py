@@ -25,10 +25,10 @@ __all__ = [
     "Payload",
     "Priority",
     "Redaction",
+    "envelope_json_schema",
     "new_id",
     "payload_model",
     "register_payload",
     "registered_types",
     "type_schemas",
-    "envelope_json_schema",
 ]

@@ -6,6 +6,8 @@ from typing import Any
 
 from chorus_common.envelopes._types import MessageType as T
 
+__all__ = ["SAMPLE_PAYLOADS"]
+
 ADDRESS = "ucxl://gpt4:architect@chorus:v2-migration/*^/decisions/x.json"
 
 SAMPLE_PAYLOADS: dict[T, dict[str, Any]] = {

@@ -40,6 +40,8 @@ from chorus_common.testing._inprocess import serve_in_process
 from chorus_common.testing._metrics import metric_value
 from chorus_common.testing._wait import wait_until
 
+__all__ = ["ServiceBehaviour"]
+
 #: the message limit the poison test gives the service, so "oversize" fits in a NATS message
 POISON_LIMIT = 16 * 1024
 #: hypothesis examples per operation (positive and negative cases together)

@@ -17,6 +17,15 @@ from chorus_common.config import ChorusSettings
 from chorus_common.natsserver import NatsServer
 from chorus_common.testing._redis import RedisServer
 
+__all__ = [
+    "bus_client",
+    "make_settings",
+    "nats_server",
+    "nats_url",
+    "pytest_addoption",
+    "redis_server",
+]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

@@ -24,6 +24,8 @@ from chorus_common.natsserver import NatsCluster, NatsServer, free_port
 from chorus_common.processes import ServiceProcess
 from chorus_common.shape import HA_REPLICAS, replicas
 
+__all__ = ["ChaosConstellation", "Fault"]
+
 ADMIN_TOKEN = "chaos-admin-token"
 
 #: instance → service: the chart's default replica counts (three election replicas, two

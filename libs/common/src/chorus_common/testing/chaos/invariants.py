@@ -13,6 +13,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = [
+    "AdminAnswer",
+    "Disruption",
+    "admin_changes_follow_faults",
+    "completed_by_one_agent",
+    "envelopes_once",
+    "no_overlapping_admin_terms",
+    "records_readable",
+    "single_holder_per_term",
+]
+
 
 def envelopes_once(
     acked: Iterable[str], attempted: Iterable[str], stored: Iterable[str]

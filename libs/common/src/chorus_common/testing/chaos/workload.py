@@ -34,6 +34,8 @@ from chorus_common.testing.chaos.invariants import AdminAnswer
 from chorus_common.ucxl import UcxlAddress
 from chorus_common.ucxl_client import open_record
 
+__all__ = ["Observed", "Pace", "Targets", "Workload"]
+
 ENVELOPE_TYPE = MessageType.CONTEXT_USAGE
 ENVELOPE_SUBJECT = "chorus.context.context_usage"
 ROLE = "chaos"
