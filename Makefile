@@ -16,7 +16,7 @@ export UV_LINK_MODE := copy
 PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 MYPY_TARGETS := libs/common/src/chorus_common services/pubsub-gateway/src/chorus_gateway services/licensing/src/chorus_licensing/license.py services/licensing/src/chorus_licensing/breaker.py
 
-.PHONY: setup system-deps generate lint format test test-fast bench soak up clean
+.PHONY: setup system-deps generate lint mypy hooks format test test-fast bench soak up clean
 
 setup: $(VENV)/.synced system-deps
 
@@ -58,8 +58,17 @@ format: $(VENV)/.synced
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy $(MYPY_TARGETS)
+	$(BIN)/codespell --toml pyproject.toml .
+	$(BIN)/pre-commit validate-config .pre-commit-config.yaml
+	$(MAKE) --no-print-directory mypy
 	$(BIN)/lint-imports
+
+mypy: $(VENV)/.synced
+	$(BIN)/mypy $(MYPY_TARGETS)
+
+# the same checks on every commit (.pre-commit-config.yaml)
+hooks: $(VENV)/.synced
+	$(BIN)/pre-commit install
 
 test: setup lint
 	$(BIN)/pytest -q
