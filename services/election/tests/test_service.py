@@ -16,7 +16,7 @@ from chorus_common.testing import serve_in_process, wait_until
 from chorus_common.testing.behaviour import ServiceBehaviour
 from chorus_common.topology import BUCKET_REGISTRY
 from chorus_election import ElectionService
-from chorus_election.service import ElectionSettings
+from chorus_election.settings import ElectionSettings
 
 
 class TestElectionBehaviour(ServiceBehaviour):
