@@ -62,7 +62,9 @@ async def test_grace_then_fail_closed_then_recovery(
     )
     service = LicensingService(settings)
     offset = 0.0
-    service.clock = lambda: time.time() + offset  # the 72 h grace is crossed by moving this clock
+    service.keeper.clock = lambda: (
+        time.time() + offset
+    )  # the 72 h grace is crossed by moving this clock
     try:
         async with (
             serve_in_process(service) as url,
@@ -73,7 +75,7 @@ async def test_grace_then_fail_closed_then_recovery(
 
             upstream.kill()
             await wait_until(
-                lambda: service.online.result == "unreachable",
+                lambda: service.keeper.online.result == "unreachable",
                 timeout=10,
                 message="upstream seen unreachable",
             )
@@ -83,13 +85,15 @@ async def test_grace_then_fail_closed_then_recovery(
             assert (await client.get("/health/ready")).status_code == 200
             assert (await client.post("/v1/leases", json={"holder": "h1"})).status_code == 201
             await wait_until(
-                lambda: service.breaker.state.value == "open",
+                lambda: service.keeper.breaker.state.value == "open",
                 timeout=10,
                 message="breaker opens after repeated failures",
             )
 
             offset = 2 * 3600.0  # past the grace period
-            await wait_until(lambda: not service.usable()[0], timeout=5, message="grace over")
+            await wait_until(
+                lambda: not service.keeper.usable()[0], timeout=5, message="grace over"
+            )
             refused = await client.post("/v1/leases", json={"holder": "h2"})
             assert refused.status_code == 403 and "grace" in refused.json()["detail"]
 
@@ -104,7 +108,7 @@ async def test_grace_then_fail_closed_then_recovery(
             )
             # half-open: one probe goes out after the reset timeout, succeeds, the breaker closes
             await wait_until(
-                lambda: service.breaker.state.value == "closed",
+                lambda: service.keeper.breaker.state.value == "closed",
                 timeout=15,
                 message="breaker closes after a good probe",
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+__all__ = ["BreakerState", "CircuitBreaker"]
+
 
 class BreakerState(StrEnum):
     CLOSED = "closed"

@@ -14,6 +14,8 @@ from chorus_common.signing import AgentKey
 from chorus_licensing.issuing import development_license, issue
 from chorus_licensing.license import LicenseError, fingerprint, load_license_file, verify_license
 
+__all__ = ["main"]
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chorus-license", description=__doc__)

@@ -11,6 +11,8 @@ from pathlib import Path
 from chorus_common.signing import AgentKey
 from chorus_licensing.license import License, sign_license
 
+__all__ = ["IssuedLicense", "development_license", "issue"]
+
 
 @dataclass(frozen=True)
 class IssuedLicense:

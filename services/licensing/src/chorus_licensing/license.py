@@ -17,6 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from chorus_common.errors import ForbiddenError
 from chorus_common.signing import AgentKey, b64decode, verify_signature
 
+__all__ = [
+    "License",
+    "LicenseError",
+    "fingerprint",
+    "load_license_file",
+    "sign_license",
+    "verify_license",
+]
+
 
 class LicenseError(ForbiddenError):
     """A license that cannot be used; ``reason`` is a stable word for metrics and clients."""

@@ -11,6 +11,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from chorus_licensing.breaker import CircuitBreaker
 
+__all__ = ["OnlineStatus", "Result", "Unreachable", "UpstreamClient"]
+
 Result = Literal["disabled", "pending", "valid", "invalid", "unreachable"]
 
 

@@ -18,6 +18,8 @@ from nats.js.kv import KeyValue
 
 from chorus_common.errors import ConflictError, ForbiddenError, NotFoundError
 
+__all__ = ["SeatLease", "SeatTable"]
+
 
 @dataclass(frozen=True)
 class SeatLease:
