@@ -24,7 +24,7 @@ from chorus_common.signing import b64decode, b64encode
 from chorus_common.testing import RequestRecorder, serve_in_process
 from chorus_common.ucxl_client import UcxlClient
 from chorus_dht import DhtService
-from chorus_dht import service as dht_service
+from chorus_dht import app as dht_app
 from chorus_dht.service import DhtSettings
 
 ADMIN_TOKEN, READ_TOKEN = "test-admin-token", "test-read-token"
@@ -189,7 +189,7 @@ async def test_a_record_sealed_for_another_address_is_stored_but_opens_for_nobod
 async def test_a_plaintext_put_still_works_deprecated_and_is_warned_about_once(
     dht: Dht, caplog: pytest.LogCaptureFixture
 ) -> None:
-    dht_service._PLAINTEXT_WARNED.clear()  # another test in this process may have warned
+    dht_app._PLAINTEXT_WARNED.clear()  # another test in this process may have warned
     caplog.set_level(logging.WARNING, logger="chorus.dht")
     async with httpx.AsyncClient(base_url=dht.url, headers=ADMIN) as c:
         for i in range(3):

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+__all__ = ["Action", "AuditEvent", "AuditLog"]
+
 Action = Literal["store", "read", "delete", "list"]
 log = logging.getLogger("chorus.dht.audit")
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from chorus_dht.storage import OnQuarantine, Storage
 
+__all__ = ["CachedStorage", "TtlCache"]
+
 _ABSENT: dict[str, Any] = {}  # a cached "not held" (a real record is never empty)
 
 

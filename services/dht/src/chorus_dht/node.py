@@ -27,7 +27,16 @@ from chorus_dht.records import intact, malformed, record_digest
 from chorus_dht.routing import Lookup, RoutingTable, distance, node_id_of
 from chorus_dht.storage import Storage
 
-__all__ = ["ANNOUNCE", "DhtNode", "Peer", "QuorumError", "intact", "record_digest"]
+__all__ = [
+    "ANNOUNCE",
+    "REPAIR_STAGES",
+    "DhtNode",
+    "Peer",
+    "QuorumError",
+    "intact",
+    "majority",
+    "record_digest",
+]
 
 log = logging.getLogger("chorus.dht")
 ANNOUNCE = "chorus.dht.announce"

@@ -13,6 +13,8 @@ import hashlib
 import json
 from typing import Any
 
+__all__ = ["DIGESTED", "decode", "intact", "malformed", "record_digest"]
+
 #: the fields the digest covers: what a reader is served and what decides which copy wins
 DIGESTED = ("key", "address", "sealed", "version", "deleted", "expires_at")
 

@@ -6,6 +6,8 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+__all__ = ["ID_BITS", "Lookup", "RoutingTable", "bucket_index", "distance", "node_id_of"]
+
 ID_BITS = 256
 
 

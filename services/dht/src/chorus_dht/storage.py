@@ -21,6 +21,8 @@ from chorus_dht.records import decode
 if TYPE_CHECKING:
     import redis.asyncio as redis
 
+__all__ = ["QUARANTINE_KEEP", "RedisStorage", "SqliteStorage", "Storage"]
+
 #: quarantined rows an engine keeps (the oldest go first): enough for an operator to
 #: look at what happened, bounded whatever a damaged disk produces
 QUARANTINE_KEEP = 1000
