@@ -17,7 +17,7 @@ from chorus_common.envelopes import Envelope, MessageType
 from chorus_common.errors import ConflictError
 from chorus_common.testing import serve_in_process, wait_until
 from chorus_coordinator import CoordinatorService
-from chorus_coordinator.service import CoordinatorSettings
+from chorus_coordinator.settings import CoordinatorSettings
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 

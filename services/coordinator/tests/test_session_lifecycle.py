@@ -18,7 +18,7 @@ from chorus_common.bus import Bus, Delivery
 from chorus_common.envelopes import Envelope, MessageType
 from chorus_common.testing import free_port, metric_value, serve_in_process, wait_until
 from chorus_coordinator import CoordinatorService
-from chorus_coordinator.service import CoordinatorSettings
+from chorus_coordinator.settings import CoordinatorSettings
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 

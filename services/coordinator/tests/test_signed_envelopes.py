@@ -19,7 +19,7 @@ from chorus_common.signing import AgentKey
 from chorus_common.subjects import routes
 from chorus_common.testing import serve_in_process, wait_until
 from chorus_coordinator import CoordinatorService
-from chorus_coordinator.service import CoordinatorSettings
+from chorus_coordinator.settings import CoordinatorSettings
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 

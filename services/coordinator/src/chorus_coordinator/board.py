@@ -20,12 +20,19 @@ from chorus_common.errors import ConflictError, NotFoundError
 from chorus_common.kvscan import scan
 from chorus_common.topology import BUCKET_TASKS
 
+__all__ = ["TASK_ID", "TaskBoard", "Wrote"]
+
+#: task ids end up in KV keys and subjects: letters, digits, '_' and '-'
+TASK_ID = r"^[A-Za-z0-9_\-]{1,64}$"
+
 
 def _event(kind: str, **fields: Any) -> dict[str, Any]:
     return {"event": kind, "at": time.time(), **fields}
 
 
 Wrote = Callable[[dict[str, Any], int], None]
+#: a change to a task document: the new document, or a refusal (raised)
+Change = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class TaskBoard:
@@ -77,7 +84,7 @@ class TaskBoard:
             raise
         return doc
 
-    async def _change(self, task_id: str, change: Any) -> dict[str, Any]:
+    async def _change(self, task_id: str, change: Change) -> dict[str, Any]:
         for _ in range(5):
             doc, revision = await self.get(task_id)
             doc = change(doc)

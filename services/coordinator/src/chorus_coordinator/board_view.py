@@ -26,6 +26,8 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from chorus_common.aio import cancel_and_wait
 
+__all__ = ["PREFIX", "BoardView"]
+
 PREFIX = "task."
 
 
@@ -186,4 +188,4 @@ class BoardView:
         finally:
             self._building = None
             with contextlib.suppress(Exception):
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]

@@ -5,6 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+__all__ = [
+    "BUILTIN_RULES",
+    "Dependency",
+    "DependencyRule",
+    "TaskView",
+    "detect",
+    "parse_custom_rules",
+]
+
 
 @dataclass(frozen=True)
 class TaskView:

@@ -9,6 +9,16 @@ from typing import Any, Protocol
 
 import httpx
 
+__all__ = [
+    "WEIGHTS",
+    "AgentProfile",
+    "HeuristicScorer",
+    "LlmScorer",
+    "ScoreCard",
+    "Scorer",
+    "TaskNeeds",
+]
+
 log = logging.getLogger("chorus.coordinator")
 
 WEIGHTS = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+__all__ = ["ESCALATION_WORDS", "Kind", "Message", "Session"]
+
 Kind = Literal["proposal", "question", "agreement", "concern", "info"]
 ESCALATION_WORDS = (
     "stuck",
@@ -38,7 +40,7 @@ class Session:
 
     def add(self, message: Message) -> Literal["continue", "resolved", "escalated"]:
         if self.status != "active":
-            return self.status  # type: ignore[return-value]
+            return self.status
         self.transcript.append(message)
         if message.agent not in self.participants:
             self.participants.append(message.agent)
