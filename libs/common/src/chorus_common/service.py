@@ -30,7 +30,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.params import Form
 from fastapi.responses import JSONResponse, PlainTextResponse
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from nats.micro.request import Request as MicroRequest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -530,7 +530,7 @@ class Service:
         for router in self.routers:
             app.include_router(router)
         self.routes(app)
-        for route in app.routes:
+        for route in api_routes(app):
             self.route_scope(route)
         generate = app.openapi
 
@@ -554,7 +554,7 @@ class Service:
         }
         scopes = {  # path_format: the path as OpenAPI spells it ({address}, not {address:path})
             (path, method): self.route_scope(route)
-            for route in self.app.routes
+            for route in api_routes(self.app)
             if (path := getattr(route, "path_format", None))
             for method in getattr(route, "methods", None) or ()
         }
@@ -758,6 +758,7 @@ class _BodyGuard:
         self.app = app
         self.service = service
         self._taken: dict[int, frozenset[str] | None] = {}
+        self._routes: list[APIRoute] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         accepted = self._accepted(scope) if scope["type"] == "http" else None
@@ -789,12 +790,24 @@ class _BodyGuard:
         """The media types of the route this request reaches, or None: no body to check."""
         if scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             return None
-        for route in self.service.app.router.routes:
-            if isinstance(route, APIRoute) and route.matches(scope)[0] is Match.FULL:
+        if self._routes is None:  # the app's routes are all added by the time requests come
+            self._routes = [r for r in api_routes(self.service.app) if isinstance(r, APIRoute)]
+        for route in self._routes:
+            if route.matches(scope)[0] is Match.FULL:
                 if id(route) not in self._taken:
                     self._taken[id(route)] = _media_types(route)
                 return self._taken[id(route)]
         return None
+
+
+def api_routes(app: FastAPI) -> list[BaseRoute]:
+    """Every route of ``app``, those of included routers too, as the objects requests reach.
+
+    FastAPI includes a router as one lazy entry of ``app.routes``; a request's
+    ``scope["route"]`` is the router's own route object, which is what the read
+    guard, the scopes and the body guard must know.
+    """
+    return [context.route for context in iter_route_contexts(app.routes)]
 
 
 def _media_types(route: APIRoute) -> frozenset[str] | None:

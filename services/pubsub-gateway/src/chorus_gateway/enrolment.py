@@ -28,29 +28,39 @@ import json
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from pydantic import BaseModel, Field
 
+from chorus_common.dependencies import Provided, Requires
 from chorus_common.errors import AuthError, ConflictError, ForbiddenError
 from chorus_common.identity import (
     Identity,
     Scope,
+    TokenBook,
     identity_key,
     token_digest,
 )
-from chorus_common.registry import check_public_key
+from chorus_common.registry import AgentDirectory, check_public_key
 from chorus_common.service import problem_responses
 from chorus_common.signing import verify_signature
 from chorus_common.topology import AUDIT_SUBJECT_PREFIX
+from chorus_gateway.documents import Challenge, Enrolled, EnrolmentToken, KeyChange, Revoked
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
-    from chorus_gateway.service import GatewayService
+__all__ = [
+    "AGENT_SCOPES",
+    "Enrolment",
+    "challenge_message",
+    "rotation_message",
+    "router",
+]
 
 log = logging.getLogger("chorus.gateway.enrolment")
 
@@ -123,12 +133,19 @@ class KeyRegistration(BaseModel):
 class Enrolment:
     """The KV side of enrolment, shared by every gateway replica through the registry."""
 
-    def __init__(self, service: GatewayService) -> None:
-        self.service = service
+    def __init__(
+        self,
+        tokens: TokenBook,
+        directory: AgentDirectory,
+        publish_audit: Callable[[str, bytes], Awaitable[object]],
+        node_id: str,
+    ) -> None:
+        self.tokens, self.directory = tokens, directory
+        self.publish_audit, self.node_id = publish_audit, node_id
 
     @property
     def kv(self) -> KeyValue:
-        kv = self.service.tokens.kv
+        kv = self.tokens.kv
         assert kv is not None, "the registry opens before any route is served"
         return kv
 
@@ -155,22 +172,20 @@ class Enrolment:
 
     async def audit(self, action: str, **fields: Any) -> None:
         """One audit event; a lost audit event is logged, never silently dropped."""
-        doc = {"action": action, "at": time.time(), "gateway": self.service.settings.node_id}
+        doc = {"action": action, "at": time.time(), "gateway": self.node_id}
         doc.update(fields)
         try:
-            await self.service.bus.js.publish(
-                f"{AUDIT_SUBJECT_PREFIX}.{action}", json.dumps(doc).encode(), timeout=5
-            )
+            await self.publish_audit(f"{AUDIT_SUBJECT_PREFIX}.{action}", json.dumps(doc).encode())
         except Exception as exc:
             log.error("audit event %s not stored: %s (%s)", action, exc, doc)
 
-    async def make_enrolment_token(self, ttl: float, by: Identity) -> dict[str, Any]:
+    async def make_enrolment_token(self, ttl: float, by: Identity) -> EnrolmentToken:
         token = "enr_" + secrets.token_urlsafe(32)
         expires = time.time() + ttl
         doc = {"expires_at": expires, "created_by": by.name}
         await self.kv.create(f"enrolment.{token_digest(token)}", json.dumps(doc).encode())
         await self.audit("enrolment_token_created", by=by.name, expires_at=expires)
-        return {"token": token, "expires_at": expires}
+        return EnrolmentToken(token=token, expires_at=expires)
 
     async def enrolment_token(self, token: str) -> tuple[str, int] | None:
         """The KV key and revision of a live enrolment token, or None."""
@@ -188,7 +203,7 @@ class Enrolment:
             raise AuthError(
                 "enrolment needs 'Authorization: Bearer <enrolment token or admin token>'"
             )
-        identity = await self.service.tokens.resolve(token)
+        identity = await self.tokens.resolve(token)
         if identity is not None and identity.allows(Scope.ADMIN):
             return identity, None
         live = await self.enrolment_token(token)
@@ -196,21 +211,21 @@ class Enrolment:
             raise AuthError("the enrolment token is not valid (unknown, expired or used)")
         return None, live
 
-    async def challenge(self, agent: str, public_key: str) -> dict[str, Any]:
+    async def challenge(self, agent: str, public_key: str) -> Challenge:
         check_public_key(public_key)
         nonce = secrets.token_urlsafe(24)
         expires = time.time() + CHALLENGE_SECONDS
         doc = {"agent": agent, "public_key": public_key, "expires_at": expires}
         await self.kv.create(f"challenge.{nonce}", json.dumps(doc).encode())
-        return {
-            "challenge": nonce,
-            "expires_at": expires,
-            "sign": "chorus-enrol\\n<agent>\\n<public_key>\\n<challenge>",
-        }
+        return Challenge(
+            challenge=nonce,
+            expires_at=expires,
+            sign="chorus-enrol\\n<agent>\\n<public_key>\\n<challenge>",
+        )
 
     async def enrol(
         self, body: EnrolmentRequest, admin: Identity | None, enrolment: tuple[str, int] | None
-    ) -> dict[str, Any]:
+    ) -> Enrolled:
         check_public_key(body.public_key)
         key = f"challenge.{body.challenge}"
         found = await self._read(key)
@@ -224,7 +239,7 @@ class Enrolment:
         message = challenge_message(body.agent, body.public_key, body.challenge)
         if not verify_signature(body.public_key, message, body.signature):
             raise AuthError("the signature does not verify with public_key: no proof of the key")
-        directory = self.service.directory
+        directory = self.directory
         current = await directory.get(body.agent)
         if current and current.get("public_key") not in (None, body.public_key):
             raise ConflictError(
@@ -248,19 +263,17 @@ class Enrolment:
             public_key=body.public_key,
             approved_by=admin.name if admin is not None else "enrolment token",
         )
-        return {"agent": body.agent, "token": token, "scopes": sorted(AGENT_SCOPES)}
+        return Enrolled(agent=body.agent, token=token, scopes=sorted(AGENT_SCOPES))
 
-    async def register_key(
-        self, agent: str, body: KeyRegistration, caller: Identity
-    ) -> dict[str, Any]:
+    async def register_key(self, agent: str, body: KeyRegistration, caller: Identity) -> KeyChange:
         """Register a first key (admin), or rotate: old key's signature, or admin ``rotate``."""
         check_public_key(body.public_key)
-        directory = self.service.directory
+        directory = self.directory
         current = await directory.get(agent)
         old = current.get("public_key") if current else None
         admin = caller.allows(Scope.ADMIN)
         if old == body.public_key:
-            return {"agent": agent, "public_key": old, "changed": False}
+            return KeyChange(agent=agent, public_key=old, changed=False)
         if old is None:
             if not admin:
                 raise ForbiddenError(
@@ -292,83 +305,79 @@ class Enrolment:
         await directory.update(agent, public_key=body.public_key)
         directory.forget(agent)
         await self.audit(action, agent=agent, by=caller.name, old_key=old, new_key=body.public_key)
-        return {"agent": agent, "public_key": body.public_key, "changed": True}
+        return KeyChange(agent=agent, public_key=body.public_key, changed=True)
 
-    async def revoke(self, agent: str, by: Identity) -> dict[str, Any]:
+    async def revoke(self, agent: str, by: Identity) -> Revoked:
         """End every token enrolled for ``agent`` (each replica's cache within seconds)."""
-        directory = self.service.directory
+        directory = self.directory
         doc = await directory.get(agent) or {}
         digests: list[str] = list(doc.get("tokens", []))
         for digest in digests:
             with contextlib.suppress(KeyNotFoundError):
                 await self.kv.delete(identity_key(digest))
-            self.service.tokens.forget(digest)
+            self.tokens.forget(digest)
         if doc:
             await directory.update(agent, tokens=[])
         await self.audit("tokens_revoked", agent=agent, by=by.name, count=len(digests))
-        return {"agent": agent, "revoked": len(digests)}
+        return Revoked(agent=agent, revoked=len(digests))
 
 
-def install_enrolment(app: FastAPI, service: GatewayService) -> None:
-    enrolment = Enrolment(service)
-    admin = service.require(Scope.ADMIN)
-    publisher = service.require(Scope.PUBLISH)
+router = APIRouter(tags=["agents"])
+EnrolmentDesk = Annotated[Enrolment, Provided(Enrolment)]
 
-    @app.post(
-        "/v1/enrolment-tokens",
-        tags=["agents"],
-        status_code=201,
-        responses=problem_responses(503),
-    )
-    async def new_enrolment_token(
-        body: EnrolmentTokenRequest, caller: Identity = Depends(admin)
-    ) -> dict[str, Any]:
-        """A one-time token an agent enrols with (it proves its key, and gets its own token)."""
-        return await enrolment.make_enrolment_token(body.ttl_seconds, caller)
 
-    @app.post(
-        "/v1/enrolments/challenge",
-        tags=["agents"],
-        status_code=201,
-        responses=problem_responses(401, 503),
-        openapi_extra={"x-chorus-scope": "enrolment", "security": [{"bearer": []}]},
-    )
-    async def challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
-        """A challenge to sign with the agent's key (Bearer: an enrolment or admin token)."""
-        await enrolment.caller(request)
-        return await enrolment.challenge(body.agent, body.public_key)
+@router.post("/v1/enrolment-tokens", status_code=201, responses=problem_responses(503))
+async def new_enrolment_token(
+    body: EnrolmentTokenRequest,
+    enrolment: EnrolmentDesk,
+    caller: Annotated[Identity, Requires(Scope.ADMIN)],
+) -> EnrolmentToken:
+    """A one-time token an agent enrols with (it proves its key, and gets its own token)."""
+    return await enrolment.make_enrolment_token(body.ttl_seconds, caller)
 
-    @app.post(
-        "/v1/enrolments",
-        tags=["agents"],
-        status_code=201,
-        responses=problem_responses(401, 409, 503),
-        openapi_extra={"x-chorus-scope": "enrolment", "security": [{"bearer": []}]},
-    )
-    async def enrol(body: EnrolmentRequest, request: Request) -> dict[str, Any]:
-        """Prove the key (signed challenge); uses up the enrolment token; answers the agent's token."""
-        who, token = await enrolment.caller(request)
-        return await enrolment.enrol(body, who, token)
 
-    @app.post(
-        "/v1/agents/{agent}/keys",
-        tags=["agents"],
-        status_code=201,
-        responses=problem_responses(409, 503),
-    )
-    async def register_key(
-        body: KeyRegistration,
-        agent: str = AgentId,
-        caller: Identity = Depends(publisher),
-    ) -> dict[str, Any]:
-        """Register an agent's first key (admin), or rotate it with the old key's signature."""
-        return await enrolment.register_key(agent, body, caller)
+@router.post(
+    "/v1/enrolments/challenge",
+    status_code=201,
+    responses=problem_responses(401, 503),
+    openapi_extra={"x-chorus-scope": "enrolment", "security": [{"bearer": []}]},
+)
+async def challenge(
+    body: ChallengeRequest, request: Request, enrolment: EnrolmentDesk
+) -> Challenge:
+    """A challenge to sign with the agent's key (Bearer: an enrolment or admin token)."""
+    await enrolment.caller(request)
+    return await enrolment.challenge(body.agent, body.public_key)
 
-    @app.delete(
-        "/v1/agents/{agent}/tokens",
-        tags=["agents"],
-        responses=problem_responses(503),
-    )
-    async def revoke(agent: str = AgentId, caller: Identity = Depends(admin)) -> dict[str, Any]:
-        """Revoke every enrolled token of the agent."""
-        return await enrolment.revoke(agent, caller)
+
+@router.post(
+    "/v1/enrolments",
+    status_code=201,
+    responses=problem_responses(401, 409, 503),
+    openapi_extra={"x-chorus-scope": "enrolment", "security": [{"bearer": []}]},
+)
+async def enrol(body: EnrolmentRequest, request: Request, enrolment: EnrolmentDesk) -> Enrolled:
+    """Prove the key (signed challenge); uses up the enrolment token; answers the agent's token."""
+    who, token = await enrolment.caller(request)
+    return await enrolment.enrol(body, who, token)
+
+
+@router.post("/v1/agents/{agent}/keys", status_code=201, responses=problem_responses(409, 503))
+async def register_key(
+    body: KeyRegistration,
+    enrolment: EnrolmentDesk,
+    caller: Annotated[Identity, Requires(Scope.PUBLISH)],
+    agent: str = AgentId,
+) -> KeyChange:
+    """Register an agent's first key (admin), or rotate it with the old key's signature."""
+    return await enrolment.register_key(agent, body, caller)
+
+
+@router.delete("/v1/agents/{agent}/tokens", responses=problem_responses(503))
+async def revoke(
+    enrolment: EnrolmentDesk,
+    caller: Annotated[Identity, Requires(Scope.ADMIN)],
+    agent: str = AgentId,
+) -> Revoked:
+    """Revoke every enrolled token of the agent."""
+    return await enrolment.revoke(agent, caller)

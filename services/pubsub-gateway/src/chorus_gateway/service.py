@@ -5,11 +5,13 @@ from __future__ import annotations
 import redis.asyncio as redis
 from fastapi import FastAPI
 
+from chorus_common.bus import Bus
 from chorus_common.identity import Identity, Scope
 from chorus_common.registry import AgentDirectory, FeedIndex
 from chorus_common.service import Service
 from chorus_common.shhh import Redactor, default_redactor, settings_secrets
-from chorus_gateway.app import install_routes
+from chorus_gateway import app as routes
+from chorus_gateway import enrolment
 from chorus_gateway.metrics import GatewayMetrics
 from chorus_gateway.publishing import Publisher
 from chorus_gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -23,10 +25,13 @@ class GatewayService(Service):
     description = "HTTP, WebSocket and SSE way onto the CHORUS bus"
     settings_class = GatewaySettings
     settings: GatewaySettings
+    routers = (routes.router, enrolment.router)
 
     def __init__(self, settings: GatewaySettings | None = None) -> None:
         super().__init__(settings)
-        self.gateway_metrics = GatewayMetrics(self.metrics.registry)
+        self.gateway_metrics = self.provide(GatewayMetrics(self.metrics.registry))
+        self.provide(self.settings, as_=GatewaySettings)
+        self.provide(self.bus, as_=Bus)
         self._redis: redis.Redis | None = None
 
     def configured_identities(self) -> list[tuple[list[str], Identity]]:
@@ -34,7 +39,7 @@ class GatewayService(Service):
         return [(self.settings.publish_tokens(), publisher)]
 
     def routes(self, app: FastAPI) -> None:
-        install_routes(app, self)
+        routes.document_envelopes(app)
 
     async def setup(self) -> None:
         s = self.settings
@@ -52,19 +57,28 @@ class GatewayService(Service):
                 return "rate limits kept in this process (set CHORUS_REDIS_URL to share them)"
 
             self.health.add("rate_limits", memory_limits, critical=False)
-        self.directory = await AgentDirectory.open(self.bus.js)
+        self.directory = self.provide(await AgentDirectory.open(self.bus.js))
         self.feeds = await FeedIndex.open(self.bus.nc, self.bus.js)
-        self.hub = SubscriberHub(self.bus)
-        self.auditor = FeedAuditor(self.bus, self.directory, s.gateway_verify_scan_max)
-        self.publisher = Publisher(
-            self.bus,
-            self.directory,
-            self.feeds,
-            limiter,
-            s,
-            self.gateway_metrics,
-            redactor=self._redactor(),
-            tracker=self.tracker,
+        self.hub = self.provide(SubscriberHub(self.bus))
+        self.auditor = self.provide(
+            FeedAuditor(self.bus, self.directory, s.gateway_verify_scan_max)
+        )
+
+        async def publish_audit(subject: str, data: bytes) -> object:
+            return await self.bus.js.publish(subject, data, timeout=5)
+
+        self.provide(enrolment.Enrolment(self.tokens, self.directory, publish_audit, s.node_id))
+        self.publisher = self.provide(
+            Publisher(
+                self.bus,
+                self.directory,
+                self.feeds,
+                limiter,
+                s,
+                self.gateway_metrics,
+                redactor=self._redactor(),
+                tracker=self.tracker,
+            )
         )
 
     def _redactor(self) -> Redactor:
