@@ -37,6 +37,16 @@ from chorus_common.metrics import BusMetrics
 from chorus_common.subjects import msg_id, routes
 from chorus_common.topology import declare_topology
 
+__all__ = [
+    "ATOMIC_BATCH_MAX",
+    "EVENTS_STREAM",
+    "Bus",
+    "Consumer",
+    "Delivery",
+    "Handler",
+    "SubscriptionInfo",
+]
+
 log = logging.getLogger("chorus.bus")
 
 EVENTS_STREAM = "CHORUS_EVENTS"

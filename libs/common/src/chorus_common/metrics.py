@@ -26,6 +26,24 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.samples import Sample
 
+__all__ = [
+    "FORGED_KINDS",
+    "FORGED_REASONS",
+    "LATENCY_BUCKETS",
+    "SIZE_BUCKETS",
+    "BusMetrics",
+    "ConstLabelRegistry",
+    "Family",
+    "HealthMetrics",
+    "MetricSet",
+    "ServiceMetrics",
+    "SystemMetrics",
+    "counter",
+    "gauge",
+    "histogram",
+    "product",
+]
+
 #: SPEC.md §10: latency buckets 0.001–10 s, size buckets 64 B–16 MiB.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SIZE_BUCKETS = (*(float(64 * 4**i) for i in range(10)), 16 * 1024 * 1024.0)

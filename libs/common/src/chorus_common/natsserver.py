@@ -22,6 +22,16 @@ from pathlib import Path
 
 from chorus_common.errors import ConfigError, UnavailableError
 
+__all__ = [
+    "NatsCluster",
+    "NatsServer",
+    "free_port",
+    "nats_server_binary",
+    "port_is_free",
+    "wait_for_port",
+    "wait_stopped",
+]
+
 #: the line nats-server logs once its client listener is up
 _LISTENING = re.compile(r"Listening for client connections on \S+:(\d+)")
 

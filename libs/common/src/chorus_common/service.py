@@ -63,6 +63,17 @@ from chorus_common.logs import configure_logging
 from chorus_common.metrics import ServiceMetrics
 from chorus_common.topology import BUCKET_REGISTRY
 
+__all__ = [
+    "ALWAYS_SERVED",
+    "MicroHandler",
+    "Service",
+    "api_routes",
+    "main",
+    "problem_response",
+    "problem_responses",
+    "serves_before_setup",
+]
+
 log = logging.getLogger("chorus.service")
 T = TypeVar("T")
 
@@ -530,8 +541,16 @@ class Service:
         for router in self.routers:
             app.include_router(router)
         self.routes(app)
+        own = {id(route) for route in app.router.routes}
         for route in api_routes(app):
             self.route_scope(route)
+            if id(route) not in own and getattr(route, "methods", None) is None:
+                implicit = self._scopes[id(route)][1]
+                if implicit:  # the app-wide read guard never runs for it: it would be open
+                    raise TypeError(
+                        f"websocket route {getattr(route, 'path', route)!r} of an included "
+                        "router must name its scope: dependencies=[Requires(Scope.READ)]"
+                    )
         generate = app.openapi
 
         def openapi() -> dict[str, Any]:
