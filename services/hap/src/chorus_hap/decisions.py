@@ -14,6 +14,8 @@ from typing import Literal
 from chorus_common.envelopes import Envelope, MetaDiscussion
 from chorus_common.errors import ConflictError, NotFoundError, RequestInvalidError
 
+__all__ = ["CHOICE_OF", "KIND_OF", "Choice", "Decision", "DecisionBook", "Vote", "thread_of"]
+
 Choice = Literal["approve", "reject", "abstain"]
 KIND_OF: dict[str, str] = {"approve": "agreement", "reject": "concern", "abstain": "info"}
 CHOICE_OF: dict[str, Choice] = {"agreement": "approve", "concern": "reject", "info": "abstain"}

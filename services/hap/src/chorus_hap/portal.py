@@ -47,6 +47,8 @@ from chorus_common.topology import BUCKET_ELECTION, BUCKET_REGISTRY
 from chorus_common.ucxl_client import UcxlClient, open_record
 from chorus_hap.decisions import KIND_OF, Decision, DecisionBook, thread_of
 
+__all__ = ["WIZARD_TYPES", "FeedItem", "Person", "Portal", "Preview", "summarize"]
+
 log = logging.getLogger("chorus.hap")
 
 #: the HMMM types a person composes in the wizard
@@ -248,7 +250,7 @@ class Portal:
         task: str | None,
         extra: dict[str, Any],
     ) -> dict[str, Any]:
-        base: dict[str, Any] = {
+        payloads: dict[MessageType, dict[str, Any]] = {
             MessageType.META_DISCUSSION: {"content": text},
             MessageType.TASK_HELP_REQUEST: {
                 "task_id": task or "none",
@@ -277,7 +279,8 @@ class Portal:
             MessageType.ESCALATION_TRIGGER: {"thread": thread or task or "general", "reason": text},
             MessageType.STATUS_UPDATE: {"agent": agent, "status": text[:200]},
             MessageType.ROLE_ANNOUNCEMENT: {"agent": agent, "role": text},
-        }.get(mtype, {})
+        }
+        base = payloads.get(mtype, {})
         if not base and mtype not in (MessageType.META_DISCUSSION,):
             model = payload_model(mtype)
             raise RequestInvalidError(

@@ -35,6 +35,17 @@ from chorus_common.errors import AuthError, ConfigError, UnavailableError
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "KEY_BYTES",
+    "KEY_FILE",
+    "MIN_SETTING_CHARS",
+    "SessionError",
+    "SessionRecord",
+    "SessionSeal",
+    "SessionStore",
+    "load_session_key",
+]
+
 #: the key file in the data folder when no CHORUS_HAP_SESSION_KEY is given
 KEY_FILE = "hap-session.key"
 KEY_BYTES = 32

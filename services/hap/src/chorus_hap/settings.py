@@ -8,6 +8,8 @@ from pydantic import Field, SecretStr
 
 from chorus_common.config import ChorusSettings
 
+__all__ = ["HapSettings"]
+
 
 class HapSettings(ChorusSettings):
     #: the person's agent id on the mesh (defaults to human-<node id>)

@@ -27,6 +27,8 @@ from chorus_common.errors import ChorusError
 from chorus_hap.portal import WIZARD_TYPES, FeedItem, Portal
 from chorus_hap.settings import HapSettings
 
+__all__ = ["COMMANDS", "Terminal", "main"]
+
 HELP = """commands:
   status                         your identity, the admin, the bus, the license
   peers                          agents with roles, capabilities, availability

@@ -10,22 +10,34 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chorus_common.bodies import FORM_BODY
+from chorus_common.dependencies import Provided
 from chorus_common.errors import ChorusError, UnavailableError
-from chorus_hap.portal import WIZARD_TYPES, FeedItem
-from chorus_hap.sessions import SessionError
+from chorus_common.subjects import subject_matches, validate_filter
+from chorus_hap.metrics import HapMetrics
+from chorus_hap.portal import WIZARD_TYPES, FeedItem, Portal
+from chorus_hap.sessions import SessionError, SessionStore
+from chorus_hap.settings import HapSettings
 
-if TYPE_CHECKING:
-    from chorus_hap.service import HapService
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "COOKIE",
+    "KEEP_ALIVE_SECONDS",
+    "Logins",
+    "SecurityHeaders",
+    "mount",
+    "over_https",
+    "router",
+]
 
 HERE = Path(__file__).parent
 COOKIE = "hap_session"
@@ -93,305 +105,393 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def install_web(app: FastAPI, service: HapService) -> None:
-    templates = _templates()
-    settings = service.settings
-    logins = settings.logins()  # settings are frozen: a token removed takes a restart
-    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="hap-static")
-    app.add_middleware(SecurityHeaders)
+class Logins:
+    """Who each web token signs in, and how the session cookie is set.
 
-    def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        context.setdefault("title", name)
-        html = templates.get_template(name).render(**context)
-        return HTMLResponse(html, status_code=status)
+    Read once from the settings, which are frozen: a token removed takes a restart.
+    """
 
-    async def who(request: Request) -> str:
-        return await service.sessions.person(request.cookies.get(COOKIE), logins, time.time())
+    def __init__(self, settings: HapSettings) -> None:
+        self.people = settings.logins()
+        self.secure_cookies = settings.hap_secure_cookies
+        self.session_seconds = settings.hap_session_seconds
 
-    def person_of(token: str) -> str | None:
+    def person_of(self, token: str) -> str | None:
         """The person a token signs in, compared in constant time against every token."""
         found = None
-        for known, person in logins.items():
+        for known, person in self.people.items():
             if hmac.compare_digest(token.encode(), known.encode()):
                 found = person
         return found
 
-    async def form(request: Request) -> dict[str, str]:
-        data = parse_qs((await request.body()).decode(), keep_blank_values=True)
-        return {k: v[0] for k, v in data.items()}
-
-    def to_login(message: str) -> RedirectResponse:
-        return RedirectResponse(f"/ui/login?error={quote(message)}", status_code=303)
-
-    def cookie_flags(request: Request) -> dict[str, Any]:
-        secure = settings.hap_secure_cookies == "always" or over_https(request)
+    def cookie_flags(self, request: Request) -> dict[str, Any]:
+        secure = self.secure_cookies == "always" or over_https(request)
         return {"httponly": True, "samesite": "strict", "secure": secure, "path": "/"}
 
-    @app.get("/ui/login", include_in_schema=False)
-    async def login_page(error: str | None = None) -> HTMLResponse:
-        return page("login.html", title="Sign in", error=error, agent=None)
 
-    @app.post("/ui/login", include_in_schema=False, openapi_extra=FORM_BODY)
-    async def login(request: Request) -> Response:
-        token = (await form(request)).get("token", "")
-        agent = person_of(token) if token else None
-        if agent is None:
-            service.m_logins.labels("refused").inc()
-            return page(
-                "login.html",
-                status=401,
-                title="Sign in",
-                agent=None,
-                error="that token is not valid for this portal",
-            )
-        await service.portal.person(agent)  # its key is registered on first sign-in
-        # a fresh id on every sign-in: a session id planted before cannot be adopted
-        session_id = await service.sessions.open(agent, token, time.time())
-        service.m_logins.labels("ok").inc()
-        response = RedirectResponse("/ui", status_code=303)
-        response.set_cookie(
-            COOKIE,
-            session_id,
-            max_age=int(settings.hap_session_seconds),
-            **cookie_flags(request),
+def mount(app: FastAPI) -> None:
+    """The UI's static files, and its security headers on every ``/ui`` response."""
+    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="hap-static")
+    app.add_middleware(SecurityHeaders)
+
+
+router = APIRouter()
+TEMPLATES = _templates()
+
+PortalDep = Annotated[Portal, Provided(Portal)]
+SessionsDep = Annotated[SessionStore, Provided(SessionStore)]
+LoginsDep = Annotated[Logins, Provided(Logins)]
+MetricsDep = Annotated[HapMetrics, Provided(HapMetrics)]
+
+
+def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("title", name)
+    html = TEMPLATES.get_template(name).render(**context)
+    return HTMLResponse(html, status_code=status)
+
+
+async def who(request: Request, sessions: SessionStore, logins: Logins) -> str:
+    return await sessions.person(request.cookies.get(COOKIE), logins.people, time.time())
+
+
+async def form(request: Request) -> dict[str, str]:
+    data = parse_qs((await request.body()).decode(), keep_blank_values=True)
+    return {k: v[0] for k, v in data.items()}
+
+
+def to_login(message: str) -> RedirectResponse:
+    return RedirectResponse(f"/ui/login?error={quote(message)}", status_code=303)
+
+
+async def guarded(
+    request: Request,
+    sessions: SessionStore,
+    logins: Logins,
+    render: Callable[[str], Awaitable[Response]],
+) -> Response:
+    try:
+        agent = await who(request, sessions, logins)
+    except SessionError as exc:
+        return to_login(str(exc))
+    return await render(agent)
+
+
+@router.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    return RedirectResponse("/ui", status_code=303)
+
+
+@router.get("/ui/login", include_in_schema=False)
+async def login_page(error: str | None = None) -> HTMLResponse:
+    return page("login.html", title="Sign in", error=error, agent=None)
+
+
+@router.post("/ui/login", include_in_schema=False, openapi_extra=FORM_BODY)
+async def login(
+    request: Request,
+    portal: PortalDep,
+    sessions: SessionsDep,
+    logins: LoginsDep,
+    metrics: MetricsDep,
+) -> Response:
+    token = (await form(request)).get("token", "")
+    agent = logins.person_of(token) if token else None
+    if agent is None:
+        metrics.logins.labels("refused").inc()
+        return page(
+            "login.html",
+            status=401,
+            title="Sign in",
+            agent=None,
+            error="that token is not valid for this portal",
         )
-        return response
+    await portal.person(agent)  # its key is registered on first sign-in
+    # a fresh id on every sign-in: a session id planted before cannot be adopted
+    session_id = await sessions.open(agent, token, time.time())
+    metrics.logins.labels("ok").inc()
+    response = RedirectResponse("/ui", status_code=303)
+    response.set_cookie(
+        COOKIE,
+        session_id,
+        max_age=int(logins.session_seconds),
+        **logins.cookie_flags(request),
+    )
+    return response
 
-    @app.get("/ui/logout", include_in_schema=False)
-    async def logout(request: Request) -> Response:
-        # the record goes first: a copy of the cookie kept anywhere is refused from now on
-        await service.sessions.close(request.cookies.get(COOKIE))
-        response = RedirectResponse("/ui/login", status_code=303)
-        response.delete_cookie(COOKIE, **cookie_flags(request))
-        return response
 
-    async def guarded(request: Request, render: Callable[[str], Awaitable[Response]]) -> Response:
+@router.get("/ui/logout", include_in_schema=False)
+async def logout(request: Request, sessions: SessionsDep, logins: LoginsDep) -> Response:
+    # the record goes first: a copy of the cookie kept anywhere is refused from now on
+    await sessions.close(request.cookies.get(COOKIE))
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(COOKIE, **logins.cookie_flags(request))
+    return response
+
+
+@router.get("/ui", include_in_schema=False)
+async def feed(
+    request: Request,
+    portal: PortalDep,
+    sessions: SessionsDep,
+    logins: LoginsDep,
+    subject: str = "chorus.>",
+) -> Response:
+    async def render(agent: str) -> Response:
         try:
-            agent = await who(request)
-        except SessionError as exc:
-            return to_login(str(exc))
-        return await render(agent)
-
-    @app.get("/ui", include_in_schema=False)
-    async def feed(request: Request, subject: str = "chorus.>") -> Response:
-        async def render(agent: str) -> Response:
-            try:
-                items = list(reversed(service.portal.recent_items(subject)))
-            except ChorusError as exc:
-                return page(
-                    "feed.html",
-                    title="Feed",
-                    agent=agent,
-                    items=[],
-                    subject=subject,
-                    error=exc.detail,
-                )
-            return page("feed.html", title="Feed", agent=agent, items=items[:100], subject=subject)
-
-        return await guarded(request, render)
-
-    @app.get("/ui/events", include_in_schema=False)
-    async def events(request: Request, subject: str = "chorus.>") -> Response:
-        try:
-            await who(request)
-            from chorus_common.subjects import subject_matches, validate_filter
-
-            validate_filter(subject)
-        except (SessionError, ChorusError) as exc:
-            return Response(str(exc), status_code=401 if isinstance(exc, SessionError) else 400)
-        queue: asyncio.Queue[FeedItem] = asyncio.Queue(maxsize=500)
-
-        def listener(item: FeedItem) -> None:
-            if subject_matches(subject, item.subject):
-                with contextlib.suppress(asyncio.QueueFull):
-                    queue.put_nowait(item)
-
-        async def stream() -> Any:
-            service.portal.listeners.add(listener)
-            service.m_viewers.inc()
-            try:
-                yield ": live\n\n"
-                while True:
-                    try:
-                        item = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE_SECONDS)
-                    except TimeoutError:
-                        # a signed-out or revoked session stops receiving the feed
-                        try:
-                            await who(request)
-                        except SessionError:
-                            return
-                        except UnavailableError:
-                            pass  # KV unreachable for a moment: keep the stream
-                        yield ": keep-alive\n\n"
-                        continue
-                    yield f"event: message\ndata: {json.dumps(item.as_dict())}\n\n"
-            finally:
-                service.portal.listeners.discard(listener)
-                service.m_viewers.dec()
-
-        return StreamingResponse(stream(), media_type="text/event-stream")
-
-    @app.get("/ui/peers", include_in_schema=False)
-    async def peers(request: Request) -> Response:
-        async def render(agent: str) -> Response:
+            items = list(reversed(portal.recent_items(subject)))
+        except ChorusError as exc:
             return page(
-                "peers.html",
-                title="Peers",
+                "feed.html",
+                title="Feed",
                 agent=agent,
-                peers=await service.portal.peers(),
-                admin=await service.portal.admin(),
+                items=[],
+                subject=subject,
+                error=exc.detail,
             )
+        return page("feed.html", title="Feed", agent=agent, items=items[:100], subject=subject)
 
-        return await guarded(request, render)
+    return await guarded(request, sessions, logins, render)
 
-    @app.get("/ui/hmmm", include_in_schema=False)
-    async def hmmm_start(request: Request) -> Response:
-        async def render(agent: str) -> Response:
+
+@router.get("/ui/events", include_in_schema=False)
+async def events(
+    request: Request,
+    portal: PortalDep,
+    sessions: SessionsDep,
+    logins: LoginsDep,
+    metrics: MetricsDep,
+    subject: str = "chorus.>",
+) -> Response:
+    try:
+        await who(request, sessions, logins)
+        validate_filter(subject)
+    except (SessionError, ChorusError) as exc:
+        return Response(str(exc), status_code=401 if isinstance(exc, SessionError) else 400)
+    queue: asyncio.Queue[FeedItem] = asyncio.Queue(maxsize=500)
+
+    def listener(item: FeedItem) -> None:
+        if subject_matches(subject, item.subject):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(item)
+
+    async def stream() -> Any:
+        portal.listeners.add(listener)
+        metrics.viewers.inc()
+        try:
+            yield ": live\n\n"
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE_SECONDS)
+                except TimeoutError:
+                    # a signed-out or revoked session stops receiving the feed
+                    try:
+                        await who(request, sessions, logins)
+                    except SessionError:
+                        return
+                    except UnavailableError:
+                        pass  # KV unreachable for a moment: keep the stream
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"event: message\ndata: {json.dumps(item.as_dict())}\n\n"
+        finally:
+            portal.listeners.discard(listener)
+            metrics.viewers.dec()
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+@router.get("/ui/peers", include_in_schema=False)
+async def peers(
+    request: Request, portal: PortalDep, sessions: SessionsDep, logins: LoginsDep
+) -> Response:
+    async def render(agent: str) -> Response:
+        return page(
+            "peers.html",
+            title="Peers",
+            agent=agent,
+            peers=await portal.peers(),
+            admin=await portal.admin(),
+        )
+
+    return await guarded(request, sessions, logins, render)
+
+
+@router.get("/ui/hmmm", include_in_schema=False)
+async def hmmm_start(request: Request, sessions: SessionsDep, logins: LoginsDep) -> Response:
+    async def render(agent: str) -> Response:
+        return page(
+            "hmmm.html",
+            title="HMMM",
+            agent=agent,
+            step=1,
+            form={"type": "meta_discussion"},
+            types=WIZARD_TYPES,
+        )
+
+    return await guarded(request, sessions, logins, render)
+
+
+@router.post("/ui/hmmm", include_in_schema=False, openapi_extra=FORM_BODY)
+async def hmmm_step(
+    request: Request, portal: PortalDep, sessions: SessionsDep, logins: LoginsDep
+) -> Response:
+    data = await form(request)
+
+    async def render(agent: str) -> Response:
+        step = int(data.get("step", "1") or 1)
+        ctx: dict[str, Any] = {
+            "title": "HMMM",
+            "agent": agent,
+            "form": data,
+            "types": WIZARD_TYPES,
+        }
+        if step <= 2:
+            return page("hmmm.html", step=step, **ctx)
+        try:
+            preview = await portal.compose(
+                agent,
+                data.get("type", "meta_discussion"),
+                data.get("text", ""),
+                thread=data.get("thread") or None,
+                task=data.get("task") or None,
+            )
+        except ChorusError as exc:
+            return page("hmmm.html", step=2, error=exc.detail, status=422, **ctx)
+        if step == 3:
+            body = json.dumps(
+                preview.envelope.payload.model_dump(mode="json", exclude_none=True), indent=2
+            )
             return page(
                 "hmmm.html",
-                title="HMMM",
-                agent=agent,
-                step=1,
-                form={"type": "meta_discussion"},
-                types=WIZARD_TYPES,
+                step=3,
+                preview_text=body,
+                subjects=preview.subjects,
+                findings=sorted({f.pattern for f in preview.findings}),
+                **ctx,
             )
+        result = await portal.send(agent, preview)
+        return page("hmmm.html", step=4, result=result, **ctx)
 
-        return await guarded(request, render)
+    return await guarded(request, sessions, logins, render)
 
-    @app.post("/ui/hmmm", include_in_schema=False, openapi_extra=FORM_BODY)
-    async def hmmm_step(request: Request) -> Response:
-        data = await form(request)
 
-        async def render(agent: str) -> Response:
-            step = int(data.get("step", "1") or 1)
-            ctx: dict[str, Any] = {
-                "title": "HMMM",
-                "agent": agent,
-                "form": data,
-                "types": WIZARD_TYPES,
-            }
-            if step <= 2:
-                return page("hmmm.html", step=step, **ctx)
+@router.get("/ui/ucxl", include_in_schema=False)
+async def ucxl(
+    request: Request,
+    portal: PortalDep,
+    sessions: SessionsDep,
+    logins: LoginsDep,
+    prefix: str = "",
+) -> Response:
+    async def render(agent: str) -> Response:
+        addresses: list[str] = []
+        error = None
+        if prefix:
             try:
-                preview = await service.portal.compose(
-                    agent,
-                    data.get("type", "meta_discussion"),
-                    data.get("text", ""),
-                    thread=data.get("thread") or None,
-                    task=data.get("task") or None,
-                )
+                listing = await portal.ucxl("/v1/ucxl", {"prefix": prefix})
+                items = listing.get("items", listing.get("addresses", []))
+                addresses = [i["address"] if isinstance(i, dict) else str(i) for i in items]
             except ChorusError as exc:
-                return page("hmmm.html", step=2, error=exc.detail, status=422, **ctx)
-            if step == 3:
-                body = json.dumps(
-                    preview.envelope.payload.model_dump(mode="json", exclude_none=True), indent=2
-                )
-                return page(
-                    "hmmm.html",
-                    step=3,
-                    preview_text=body,
-                    subjects=preview.subjects,
-                    findings=sorted({f.pattern for f in preview.findings}),
-                    **ctx,
-                )
-            result = await service.portal.send(agent, preview)
-            return page("hmmm.html", step=4, result=result, **ctx)
+                error = exc.detail
+        return page(
+            "ucxl.html",
+            title="UCXL",
+            agent=agent,
+            prefix=prefix,
+            addresses=addresses,
+            record=None,
+            error=error,
+        )
 
-        return await guarded(request, render)
+    return await guarded(request, sessions, logins, render)
 
-    @app.get("/ui/ucxl", include_in_schema=False)
-    async def ucxl(request: Request, prefix: str = "") -> Response:
-        async def render(agent: str) -> Response:
-            addresses: list[str] = []
+
+@router.get("/ui/ucxl/view", include_in_schema=False)
+async def ucxl_view(
+    request: Request,
+    address: str,
+    portal: PortalDep,
+    sessions: SessionsDep,
+    logins: LoginsDep,
+) -> Response:
+    async def render(agent: str) -> Response:
+        try:
+            record = await portal.ucxl(f"/v1/ucxl/{quote(address, safe='')}", decrypt=True)
+            text = json.dumps(record, indent=2)
             error = None
-            if prefix:
-                try:
-                    listing = await service.portal.ucxl("/v1/ucxl", {"prefix": prefix})
-                    items = listing.get("items", listing.get("addresses", []))
-                    addresses = [i["address"] if isinstance(i, dict) else str(i) for i in items]
-                except ChorusError as exc:
-                    error = exc.detail
-            return page(
-                "ucxl.html",
-                title="UCXL",
-                agent=agent,
-                prefix=prefix,
-                addresses=addresses,
-                record=None,
-                error=error,
-            )
+        except ChorusError as exc:
+            text, error = None, exc.detail
+        return page(
+            "ucxl.html",
+            title="UCXL",
+            agent=agent,
+            prefix="",
+            addresses=[],
+            record=text,
+            address=address,
+            error=error,
+        )
 
-        return await guarded(request, render)
+    return await guarded(request, sessions, logins, render)
 
-    @app.get("/ui/ucxl/view", include_in_schema=False)
-    async def ucxl_view(request: Request, address: str) -> Response:
-        async def render(agent: str) -> Response:
-            try:
-                record = await service.portal.ucxl(
-                    f"/v1/ucxl/{quote(address, safe='')}", decrypt=True
-                )
-                text = json.dumps(record, indent=2)
-                error = None
-            except ChorusError as exc:
-                text, error = None, exc.detail
-            return page(
-                "ucxl.html",
-                title="UCXL",
-                agent=agent,
-                prefix="",
-                addresses=[],
-                record=text,
-                address=address,
-                error=error,
-            )
 
-        return await guarded(request, render)
+@router.get("/ui/decisions", include_in_schema=False)
+async def decisions(
+    request: Request,
+    portal: PortalDep,
+    sessions: SessionsDep,
+    logins: LoginsDep,
+    metrics: MetricsDep,
+    error: str | None = None,
+    notice: str | None = None,
+) -> Response:
+    async def render(agent: str) -> Response:
+        items = [d.as_dict() for d in portal.book.decisions.values()]
+        metrics.decisions.set(sum(1 for d in items if not d["closed"]))
+        return page(
+            "decisions.html",
+            title="Decisions",
+            agent=agent,
+            decisions=items,
+            error=error,
+            notice=notice,
+        )
 
-    @app.get("/ui/decisions", include_in_schema=False)
-    async def decisions(
-        request: Request, error: str | None = None, notice: str | None = None
-    ) -> Response:
-        async def render(agent: str) -> Response:
-            items = [d.as_dict() for d in service.portal.book.decisions.values()]
-            service.m_decisions.set(sum(1 for d in items if not d["closed"]))
-            return page(
-                "decisions.html",
-                title="Decisions",
-                agent=agent,
-                decisions=items,
-                error=error,
-                notice=notice,
-            )
+    return await guarded(request, sessions, logins, render)
 
-        return await guarded(request, render)
 
-    @app.post("/ui/decisions", include_in_schema=False, openapi_extra=FORM_BODY)
-    async def open_decision(request: Request) -> Response:
-        data = await form(request)
+@router.post("/ui/decisions", include_in_schema=False, openapi_extra=FORM_BODY)
+async def open_decision(
+    request: Request, portal: PortalDep, sessions: SessionsDep, logins: LoginsDep
+) -> Response:
+    data = await form(request)
 
-        async def render(agent: str) -> Response:
-            title = data.get("title", "").strip()
-            if not title:
-                return RedirectResponse(
-                    "/ui/decisions?error=" + quote("a decision needs a title"), 303
-                )
-            decision_id = await service.portal.open_decision(agent, title)
-            await service.portal.wait_decision(decision_id)
-            return RedirectResponse(f"/ui/decisions?notice={quote('opened ' + decision_id)}", 303)
+    async def render(agent: str) -> Response:
+        title = data.get("title", "").strip()
+        if not title:
+            return RedirectResponse("/ui/decisions?error=" + quote("a decision needs a title"), 303)
+        decision_id = await portal.open_decision(agent, title)
+        await portal.wait_decision(decision_id)
+        return RedirectResponse(f"/ui/decisions?notice={quote('opened ' + decision_id)}", 303)
 
-        return await guarded(request, render)
+    return await guarded(request, sessions, logins, render)
 
-    @app.post("/ui/decisions/{decision_id}/vote", include_in_schema=False, openapi_extra=FORM_BODY)
-    async def vote(request: Request, decision_id: str) -> Response:
-        data = await form(request)
 
-        async def render(agent: str) -> Response:
-            try:
-                await service.portal.vote(
-                    agent, decision_id, data.get("choice", ""), data.get("comment", "")
-                )
-            except ChorusError as exc:
-                return RedirectResponse("/ui/decisions?error=" + quote(exc.detail), 303)
-            return RedirectResponse("/ui/decisions?notice=" + quote("vote recorded"), 303)
+@router.post("/ui/decisions/{decision_id}/vote", include_in_schema=False, openapi_extra=FORM_BODY)
+async def vote(
+    request: Request,
+    decision_id: str,
+    portal: PortalDep,
+    sessions: SessionsDep,
+    logins: LoginsDep,
+) -> Response:
+    data = await form(request)
 
-        return await guarded(request, render)
+    async def render(agent: str) -> Response:
+        try:
+            await portal.vote(agent, decision_id, data.get("choice", ""), data.get("comment", ""))
+        except ChorusError as exc:
+            return RedirectResponse("/ui/decisions?error=" + quote(exc.detail), 303)
+        return RedirectResponse("/ui/decisions?notice=" + quote("vote recorded"), 303)
+
+    return await guarded(request, sessions, logins, render)
