@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,50 +12,23 @@ import httpx
 import pytest
 
 from chorus_common.errors import ForbiddenError
-from chorus_common.natsserver import free_port
-from chorus_common.processes import ServiceProcess
 from chorus_common.sealed import RoleKeyPair
 from chorus_common.testing import metric_value
 from chorus_common.ucxl_client import open_record
 
-ADMIN = {"Authorization": "Bearer test-admin-token"}
+from .conftest import ADMIN, DhtProcesses, wait
+
 NODES = [f"d{i}" for i in range(1, 6)]
 LIVE = ("d3", "d4", "d5")  # after the test kills d1 and d2
 
 
-class Cluster:
+class Cluster(DhtProcesses):
     def __init__(self, nats_url: str, base: Path, engine: str, redis_url: str | None) -> None:
-        self.nats_url, self.base, self.engine, self.redis_url = nats_url, base, engine, redis_url
-        self.procs: dict[str, ServiceProcess] = {}
-        self.ports = {n: free_port() for n in NODES}
-
-    def start(self, node: str) -> ServiceProcess:
-        env = {
-            "CHORUS_NATS_URL": self.nats_url,
-            "CHORUS_LICENSE_REQUIRED": "false",  # no licensing service here
-            "CHORUS_NODE_ID": node,
-            "CHORUS_DATA_DIR": str(self.base / node),
-            "CHORUS_ADMIN_TOKEN": "test-admin-token",
-            "CHORUS_DHT_ENGINE": self.engine,
-            "CHORUS_DHT_ANNOUNCE_INTERVAL_SECONDS": "0.3",
-            "CHORUS_DHT_REPAIR_INTERVAL_SECONDS": "0.5",
-            "CHORUS_DHT_SCRUB_INTERVAL_SECONDS": "0.5",
-            "CHORUS_HEALTH_INTERVAL_SECONDS": "0.5",
-        }
-        if self.redis_url:
-            env["CHORUS_REDIS_URL"] = self.redis_url
-        proc = ServiceProcess(
-            instance=node,
-            service="dht",
-            port=self.ports[node],
-            env=env,
-            log_path=self.base / f"{node}.log",
-        ).start()
-        self.procs[node] = proc
-        return proc
-
-    def url(self, node: str) -> str:
-        return self.procs[node].url
+        env = {"CHORUS_DHT_ENGINE": engine}
+        if redis_url:
+            env["CHORUS_REDIS_URL"] = redis_url
+        super().__init__(nats_url, base, tuple(NODES), repair_interval="0.5", env=env)
+        self.engine, self.redis_url = engine, redis_url
 
     def holders(self, address: str) -> list[str]:
         out = []
@@ -70,25 +42,11 @@ class Cluster:
         return out
 
 
-def wait(cond: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} within {timeout}s")
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def cluster(request: pytest.FixtureRequest, nats_url: str, tmp_path: Path) -> Iterator[Cluster]:
     redis_url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
-    c = Cluster(nats_url, tmp_path, request.param, redis_url)
-    for node in NODES:
-        c.start(node)
-    try:
-        for node in NODES:
-            wait(c.procs[node].is_ready, 30, f"{node} ready:\n{c.procs[node].log_tail()}")
+    with Cluster(nats_url, tmp_path, request.param, redis_url) as c:
+        c.up(*NODES)
         wait(
             lambda: all(
                 len(httpx.get(f"{c.url(n)}/v1/nodes", headers=ADMIN).json()["peers"]) == 4
@@ -98,9 +56,6 @@ def cluster(request: pytest.FixtureRequest, nats_url: str, tmp_path: Path) -> It
             "every node knows the four others",
         )
         yield c
-    finally:
-        for p in c.procs.values():
-            p.kill()
 
 
 def addr(i: int) -> str:

@@ -9,7 +9,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -17,56 +17,28 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from chorus_common.natsserver import free_port
-from chorus_common.processes import ServiceProcess
 from chorus_common.sealed import RoleKeyPair
 from chorus_common.testing import metric_value
 from chorus_common.ucxl import UcxlAddress
 
-ADMIN = {"Authorization": "Bearer test-admin-token"}
+from .conftest import ADMIN, DhtProcesses, wait
 
 
-class Trio:
+class Trio(DhtProcesses):
     """Three DHT node processes on one bus, each with its own SQLite file."""
 
     def __init__(self, nats_url: str, base: Path, names: tuple[str, str, str]) -> None:
-        self.nats_url, self.base, self.names = nats_url, base, names
-        self.ports = {n: free_port() for n in names}
-        self.procs: dict[str, ServiceProcess] = {}
+        super().__init__(nats_url, base, names, repair_interval="0.3")
+        self.names: tuple[str, str, str] = names
         self.http = httpx.Client(headers=ADMIN, timeout=10)
 
-    def start(self, node: str) -> None:
-        env = {
-            "CHORUS_NATS_URL": self.nats_url,
-            "CHORUS_LICENSE_REQUIRED": "false",  # no licensing service here
-            "CHORUS_NODE_ID": node,
-            "CHORUS_DATA_DIR": str(self.base / node),
-            "CHORUS_ADMIN_TOKEN": "test-admin-token",
-            "CHORUS_DHT_ANNOUNCE_INTERVAL_SECONDS": "0.3",
-            "CHORUS_DHT_REPAIR_INTERVAL_SECONDS": "0.3",
-            "CHORUS_DHT_SCRUB_INTERVAL_SECONDS": "0.5",
-            "CHORUS_HEALTH_INTERVAL_SECONDS": "0.5",
-        }
-        self.procs[node] = ServiceProcess(
-            instance=node,
-            service="dht",
-            port=self.ports[node],
-            env=env,
-            log_path=self.base / f"{node}.log",
-        ).start()
-
-    def up(self, *nodes: str) -> None:
-        for node in nodes:
-            self.start(node)
-        for node in nodes:
-            wait(self.procs[node].is_ready, 30, f"{node} ready")
+    def close(self) -> None:
+        super().close()
+        self.http.close()
 
     def kill(self, node: str) -> None:
         """SIGKILL: no drain, no last write."""
         self.procs[node].kill()
-
-    def url(self, node: str) -> str:
-        return self.procs[node].url
 
     def running(self) -> list[str]:
         return [n for n, p in self.procs.items() if p.running]
@@ -114,21 +86,10 @@ class Trio:
         return metric_value(self.http.get(f"{self.url(node)}/metrics").text, name)
 
 
-def wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with_value = cond()
-        if with_value:
-            return with_value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} within {timeout}s")
-
-
 @pytest.fixture
 def trio(nats_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Trio]:
     names: tuple[str, str, str] = request.param
-    t = Trio(nats_url, tmp_path, names)
-    try:
+    with Trio(nats_url, tmp_path, names) as t:
         t.up(*names)
         wait(lambda: all(t.knows(n, 2) for n in names), 15, "every node knows the two others")
         role = RoleKeyPair.generate()
@@ -137,10 +98,6 @@ def trio(nats_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Itera
         )
         assert resp.status_code == 201, resp.text
         yield t
-    finally:
-        for p in t.procs.values():
-            p.kill()
-        t.http.close()
 
 
 def addr(tag: str, i: int) -> str:

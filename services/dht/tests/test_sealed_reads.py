@@ -12,87 +12,34 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from starlette.requests import Request
-from starlette.responses import Response
 
 from chorus_common.errors import ForbiddenError
 from chorus_common.sealed import RoleKeyPair, upgrade_needed
-from chorus_common.testing import serve_in_process
 from chorus_common.ucxl import UcxlAddress
 from chorus_common.ucxl_client import UcxlClient
-from chorus_dht import DhtService
-from chorus_dht.service import DhtSettings
 
-ADMIN_TOKEN, READ_TOKEN = "test-admin-token", "test-read-token"
+from .conftest import ADMIN_TOKEN, READ_TOKEN, SealedDht, sealed_dht
+
 ADDRESS = "ucxl://gpt4:architect@chorus:e2e/*^/decisions/plan.json"
 V1 = json.loads((Path(__file__).parents[3] / "libs/common/tests/sealed_v1.json").read_text())
 
 
-@dataclass
-class Dht:
-    service: DhtService
-    url: str
-    #: every request the node received: (method, url, headers)
-    seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
-
-    def received(self, secret: str) -> bool:
-        """Whether ``secret`` reached the node anywhere in a request line or header."""
-        return any(
-            secret in url or any(secret in v for v in headers.values())
-            for _, url, headers in self.seen
-        )
-
-    async def stored_bytes(self) -> bytes:
-        storage = self.service.node.storage
-        assert storage is not None
-        return json.dumps(await storage.all()).encode()
-
-
 @pytest.fixture
-async def dht(make_settings: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Dht]:
-    settings = make_settings(
-        DhtSettings,
-        node_id="dht-sealed",
-        data_dir=tmp_path / "dht",
-        dht_replication=1,
-        public_read=False,
-        read_tokens=READ_TOKEN,
-    )
-    service = DhtService(settings)
-    state = Dht(service, "")
-
-    @service.app.middleware("http")
-    async def record(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        state.seen.append((request.method, str(request.url), dict(request.headers)))
-        return await call_next(request)
-
-    async with serve_in_process(service) as url:
-        state.url = url
-        yield state
+async def dht(make_settings: Callable[..., Any], tmp_path: Path) -> AsyncIterator[SealedDht]:
+    async with sealed_dht(make_settings, tmp_path, "dht-sealed") as node:
+        yield node
 
 
-async def register(url: str, keys: dict[str, RoleKeyPair]) -> None:
-    async with httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    ) as c:
-        for role, key in keys.items():
-            resp = await c.post(f"/v1/roles/{role}/keys", json={"public_key": key.public_text})
-            assert resp.status_code == 201, resp.text
-
-
-async def test_values_open_on_the_client_and_the_node_never_sees_a_role_key(dht: Dht) -> None:
+async def test_values_open_on_the_client_and_the_node_never_sees_a_role_key(dht: SealedDht) -> None:
     arch, ops = RoleKeyPair.generate(), RoleKeyPair.generate()
-    await register(dht.url, {"architect": arch, "ops": ops})
+    await dht.register({"architect": arch, "ops": ops})
     value = {"decision": "use HPKE", "secret": "PLAINTEXT-MARKER"}
     async with UcxlClient(dht.url, ADMIN_TOKEN) as writer:
         put = await writer.put(ADDRESS, value, ["architect"])
@@ -112,14 +59,17 @@ async def test_values_open_on_the_client_and_the_node_never_sees_a_role_key(dht:
     assert b"PLAINTEXT-MARKER" not in await dht.stored_bytes()
     # the reads went with the read token, and no role private key reached the node
     assert any(
-        m == "GET" and h.get("authorization") == f"Bearer {READ_TOKEN}" for m, _, h in dht.seen
+        r.method == "GET" and r.headers.get("authorization") == f"Bearer {READ_TOKEN}"
+        for r in dht.recorder.requests
     )
     assert not dht.received(arch.private_text) and not dht.received(ops.private_text)
 
 
-async def test_a_read_that_sends_a_role_key_is_refused_and_gets_no_plaintext(dht: Dht) -> None:
+async def test_a_read_that_sends_a_role_key_is_refused_and_gets_no_plaintext(
+    dht: SealedDht,
+) -> None:
     arch = RoleKeyPair.generate()
-    await register(dht.url, {"architect": arch})
+    await dht.register({"architect": arch})
     async with UcxlClient(dht.url, ADMIN_TOKEN) as writer:
         await writer.put(ADDRESS, {"secret": "PLAINTEXT-MARKER"}, ["architect"])
     async with httpx.AsyncClient(base_url=dht.url) as c:
@@ -139,13 +89,13 @@ async def test_a_read_that_sends_a_role_key_is_refused_and_gets_no_plaintext(dht
     assert unauthenticated.status_code == 401
 
 
-async def test_a_version_1_record_opens_and_a_key_holder_upgrades_it(dht: Dht) -> None:
+async def test_a_version_1_record_opens_and_a_key_holder_upgrades_it(dht: SealedDht) -> None:
     """A record sealed before HPKE stays readable; `upgrade` writes it again sealed with HPKE.
 
     The node cannot upgrade it (it never holds a role key); a holder of one of its roles can.
     """
     keys = {role: RoleKeyPair.from_private(text) for role, text in V1["keys"].items()}
-    await register(dht.url, keys)
+    await dht.register(keys)
     address = str(UcxlAddress.parse(V1["address"]))
     now = time.time()
     await dht.service.node.store(
@@ -179,10 +129,10 @@ async def test_a_version_1_record_opens_and_a_key_holder_upgrades_it(dht: Dht) -
     assert not any(dht.received(k.private_text) for k in keys.values())
 
 
-async def test_a_record_relabelled_to_another_address_does_not_open(dht: Dht) -> None:
+async def test_a_record_relabelled_to_another_address_does_not_open(dht: SealedDht) -> None:
     """A node that copies one address's sealed value under another serves nothing readable."""
     arch = RoleKeyPair.generate()
-    await register(dht.url, {"architect": arch})
+    await dht.register({"architect": arch})
     async with UcxlClient(dht.url, ADMIN_TOKEN) as client:
         await client.put(ADDRESS, {"for": "plan.json"}, ["architect"])
         sealed = (await client.record(ADDRESS))["sealed"]
@@ -216,9 +166,11 @@ async def chorus(*args: str, env: dict[str, str] | None = None) -> tuple[int, st
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-async def test_the_cli_reads_and_upgrades_with_the_key_kept_local(dht: Dht, tmp_path: Path) -> None:
+async def test_the_cli_reads_and_upgrades_with_the_key_kept_local(
+    dht: SealedDht, tmp_path: Path
+) -> None:
     keys = {role: RoleKeyPair.from_private(text) for role, text in V1["keys"].items()}
-    await register(dht.url, keys)
+    await dht.register(keys)
     address = str(UcxlAddress.parse(V1["address"]))
     now = time.time()
     await dht.service.node.store(

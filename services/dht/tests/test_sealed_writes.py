@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,51 +20,20 @@ import pytest
 from chorus_common.errors import ForbiddenError, NotFoundError
 from chorus_common.sealed import RoleKeyPair, seal
 from chorus_common.signing import b64decode, b64encode
-from chorus_common.testing import RequestRecorder, serve_in_process
 from chorus_common.ucxl_client import UcxlClient
-from chorus_dht import DhtService
 from chorus_dht import app as dht_app
-from chorus_dht.service import DhtSettings
 
-ADMIN_TOKEN, READ_TOKEN = "test-admin-token", "test-read-token"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+from .conftest import ADMIN, ADMIN_TOKEN, READ_TOKEN, SealedDht, sealed_dht
+
 ADDRESS = "ucxl://gpt4:architect@chorus:writes/*^/decisions/plan.json"
 MARKER = "PLAINTEXT-MARKER-7f3a"
 
 
-@dataclass
-class Dht:
-    service: DhtService
-    url: str
-    recorder: RequestRecorder
-    keys: dict[str, RoleKeyPair]
-
-    async def stored_bytes(self) -> bytes:
-        storage = self.service.node.storage
-        assert storage is not None
-        return json.dumps(await storage.all()).encode()
-
-
 @pytest.fixture
-async def dht(make_settings: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Dht]:
-    settings = make_settings(
-        DhtSettings,
-        node_id="dht-writes",
-        data_dir=tmp_path / "dht",
-        dht_replication=1,
-        dht_max_value_bytes=4096,
-        public_read=False,
-        read_tokens=READ_TOKEN,
-    )
-    service = DhtService(settings)
-    recorder = RequestRecorder().attach(service)
-    keys = {"architect": RoleKeyPair.generate(), "ops": RoleKeyPair.generate()}
-    async with serve_in_process(service) as url:
-        async with httpx.AsyncClient(base_url=url, headers=ADMIN) as c:
-            for role, key in keys.items():
-                resp = await c.post(f"/v1/roles/{role}/keys", json={"public_key": key.public_text})
-                assert resp.status_code == 201, resp.text
-        yield Dht(service, url, recorder, keys)
+async def dht(make_settings: Callable[..., Any], tmp_path: Path) -> AsyncIterator[SealedDht]:
+    async with sealed_dht(make_settings, tmp_path, "dht-writes", dht_max_value_bytes=4096) as node:
+        await node.register({"architect": RoleKeyPair.generate(), "ops": RoleKeyPair.generate()})
+        yield node
 
 
 def path(address: str) -> str:
@@ -73,7 +41,7 @@ def path(address: str) -> str:
 
 
 async def test_a_put_through_the_client_delivers_no_plaintext_and_opens_for_its_role_only(
-    dht: Dht,
+    dht: SealedDht,
 ) -> None:
     value = {"decision": "seal on the client", "secret": MARKER}
     async with UcxlClient(dht.url, ADMIN_TOKEN) as writer:
@@ -99,7 +67,7 @@ async def test_a_put_through_the_client_delivers_no_plaintext_and_opens_for_its_
             await reader.get(ADDRESS, "architect", dht.keys["ops"])
 
 
-async def test_role_public_keys_are_served_to_readers(dht: Dht) -> None:
+async def test_role_public_keys_are_served_to_readers(dht: SealedDht) -> None:
     async with httpx.AsyncClient(base_url=dht.url) as c:
         reader = {"Authorization": f"Bearer {READ_TOKEN}"}
         got = await c.get("/v1/roles/architect/keys", headers=reader)
@@ -119,7 +87,7 @@ def _sealed(address: str, roles: list[str], keys: dict[str, RoleKeyPair], size: 
     return seal(b"x" * size, recipients, aad=address.encode()).model_dump()
 
 
-async def test_a_malformed_sealed_body_is_a_422_and_an_oversize_one_a_413(dht: Dht) -> None:
+async def test_a_malformed_sealed_body_is_a_422_and_an_oversize_one_a_413(dht: SealedDht) -> None:
     good = _sealed(ADDRESS, ["architect"], dht.keys)
     bodies: dict[str, dict[str, Any]] = {
         "no v": {"sealed": {k: v for k, v in good.items() if k != "v"}, "roles": ["architect"]},
@@ -171,7 +139,7 @@ async def test_a_malformed_sealed_body_is_a_422_and_an_oversize_one_a_413(dht: D
 
 
 async def test_a_record_sealed_for_another_address_is_stored_but_opens_for_nobody(
-    dht: Dht,
+    dht: SealedDht,
 ) -> None:
     """The node holds no key, so it cannot check the address binding; readers can."""
     other = "ucxl://gpt4:architect@chorus:writes/*^/decisions/other.json"
@@ -187,7 +155,7 @@ async def test_a_record_sealed_for_another_address_is_stored_but_opens_for_nobod
 
 
 async def test_a_plaintext_put_still_works_deprecated_and_is_warned_about_once(
-    dht: Dht, caplog: pytest.LogCaptureFixture
+    dht: SealedDht, caplog: pytest.LogCaptureFixture
 ) -> None:
     dht_app._PLAINTEXT_WARNED.clear()  # another test in this process may have warned
     caplog.set_level(logging.WARNING, logger="chorus.dht")
@@ -205,7 +173,7 @@ async def test_a_plaintext_put_still_works_deprecated_and_is_warned_about_once(
 
 
 async def test_a_decision_published_through_the_client_is_sealed_before_it_leaves(
-    dht: Dht,
+    dht: SealedDht,
 ) -> None:
     async with UcxlClient(dht.url, ADMIN_TOKEN) as client:
         result = await client.publish_decision(
