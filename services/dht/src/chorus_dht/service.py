@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute
+from fastapi import APIRouter
 
 from chorus_common.errors import ConfigError
 from chorus_common.service import Service
@@ -48,60 +47,17 @@ def open_storage(s: DhtSettings, metrics: DhtMetrics) -> Storage | None:
     )
 
 
-def add_routes(app: FastAPI, router: APIRouter) -> None:
-    """Add each route of ``router`` to ``app`` itself, as ``include_router`` once did.
-
-    A stopgap for ``Service.routers``: FastAPI 0.165 includes a router lazily (one
-    ``_IncludedRouter`` entry in ``app.routes``), and chorus_common.service finds the
-    routes' scopes (``route_scope``, the read guard, ``x-chorus-scope`` in the OpenAPI
-    document) only among ``app.routes``, so an included router's reads went unguarded.
-    Once it looks inside included routers, ``routers = (router,)`` replaces this.
-    """
-    for route in router.routes:
-        assert isinstance(route, APIRoute), route
-        app.router.add_api_route(
-            route.path,
-            route.endpoint,
-            response_model=route.response_model,
-            status_code=route.status_code,
-            tags=route.tags,
-            dependencies=route.dependencies,
-            summary=route.summary,
-            description=route.description,
-            response_description=route.response_description,
-            responses=route.responses,
-            deprecated=route.deprecated,
-            methods=route.methods,
-            operation_id=route.operation_id,
-            response_model_include=route.response_model_include,
-            response_model_exclude=route.response_model_exclude,
-            response_model_by_alias=route.response_model_by_alias,
-            response_model_exclude_unset=route.response_model_exclude_unset,
-            response_model_exclude_defaults=route.response_model_exclude_defaults,
-            response_model_exclude_none=route.response_model_exclude_none,
-            include_in_schema=route.include_in_schema,
-            response_class=route.response_class,
-            name=route.name,
-            callbacks=route.callbacks,
-            openapi_extra=route.openapi_extra,
-        )
-
-
 class DhtService(Service):
     name = "dht"
     description = "Kademlia DHT node over NATS with encrypted UCXL storage"
     settings_class = DhtSettings
     settings: DhtSettings
-    #: not ``routers``: see :func:`add_routes`
-    routers: ClassVar[tuple[APIRouter, ...]] = ()
+    routers: ClassVar[tuple[APIRouter, ...]] = (router,)
 
     def __init__(self, settings: DhtSettings | None = None) -> None:
         super().__init__(settings)
         self.dht_metrics = DhtMetrics(self.metrics.registry)
         self.audit = self.provide(AuditLog(self.settings.dht_audit_events))
-
-    def routes(self, app: FastAPI) -> None:
-        add_routes(app, router)
 
     async def setup(self) -> None:
         s, m, audit = self.settings, self.dht_metrics, self.audit
