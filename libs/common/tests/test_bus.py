@@ -6,8 +6,8 @@ import nats
 import pytest
 from prometheus_client import CollectorRegistry
 
-from chorus_common import bus as bus_module
 from chorus_common.bus import Bus, Delivery
+from chorus_common.bus import consumer as bus_module
 from chorus_common.config import ChorusSettings
 from chorus_common.envelopes import Envelope, MessageType
 from chorus_common.envelopes.samples import SAMPLE_PAYLOADS

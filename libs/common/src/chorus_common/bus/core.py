@@ -14,25 +14,28 @@ import logging
 import ssl
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 from nats.js.errors import NotFoundError
+from pydantic import BaseModel
 
 from chorus_common import tracing
 from chorus_common.aio import cancel_and_wait
+from chorus_common.bus.buckets import Bucket
+from chorus_common.bus.consumer import EVENTS_STREAM, Consumer, Delivery, Handler
+from chorus_common.bus.retry import retry_until
+from chorus_common.bus.topics import Topic, TopicSpec
 from chorus_common.config import ChorusSettings
 from chorus_common.envelopes import Envelope
-from chorus_common.errors import EnvelopeError, UnavailableError
+from chorus_common.errors import UnavailableError
 from chorus_common.metrics import BusMetrics
 from chorus_common.subjects import msg_id, routes
 from chorus_common.topology import declare_topology
@@ -49,7 +52,7 @@ __all__ = [
 
 log = logging.getLogger("chorus.bus")
 
-EVENTS_STREAM = "CHORUS_EVENTS"
+M = TypeVar("M", bound=BaseModel)
 #: messages per atomic batch of publish_many (nats-server refuses more than 1000 by default)
 ATOMIC_BATCH_MAX = 1000
 #: atomic batches awaiting their commit at once (the server allows 50 per stream in all)
@@ -58,30 +61,12 @@ ATOMIC_IN_FLIGHT = 4
 ATOMIC_DISABLED, ATOMIC_DUPLICATE = 10174, 10201
 #: how long a bus probe's PING may wait for its PONG (see Bus.rtt)
 PING_DEADLINE = 60
-#: a consumer's pull request: how long it waits on the server for messages, how often
-#: the server says it is still waiting, the silence after which the consumer asks again
-#: (the request was lost), and the pause before asking again after a refusal
-PULL_EXPIRES, PULL_HEARTBEAT = 5.0, 1.0
-PULL_SILENCE, PULL_RETRY = 3 * PULL_HEARTBEAT, 0.5
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a background probe's failure as seen (nobody may be waiting for it any more)."""
     if not future.cancelled():
         future.exception()
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """Where an envelope came from, for handlers that care (replays, audits)."""
-
-    subject: str
-    stream_seq: int
-    num_delivered: int
-    headers: dict[str, str]
-
-
-Handler = Callable[[Envelope, Delivery], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -151,16 +136,32 @@ class Bus:
         self.admit: Callable[[], bool] = lambda: True
 
     @property
-    def nc(self) -> Client:
+    def client(self) -> Client:
+        """The NATS connection, for chorus_common's own modules (topics, buckets, the
+        consumer, kvscan, the registry). Services use the typed API: :meth:`topic`,
+        :meth:`bucket`, :meth:`publish`, :meth:`subscribe`."""
         if self._nc is None:
             raise UnavailableError("the bus is not connected yet")
         return self._nc
 
     @property
-    def js(self) -> JetStreamContext:
+    def jetstream(self) -> JetStreamContext:
+        """The JetStream context, for chorus_common's own modules (see :attr:`client`)."""
         if self._js is None:
             raise UnavailableError("the bus is not connected yet")
         return self._js
+
+    # the names services used before the typed API; being retired (tests/test_bus_only.py)
+    nc = client
+    js = jetstream
+
+    def topic(self, spec: TopicSpec[M]) -> Topic[M]:
+        """The declared topic ``spec`` on this connection."""
+        return Topic(self, spec)
+
+    def bucket(self, name: str, model: type[M], prefix: str = "") -> Bucket[M]:
+        """KV bucket ``name`` holding ``model`` documents (under ``prefix``)."""
+        return Bucket(self, name, model, prefix)
 
     @property
     def is_connected(self) -> bool:
@@ -209,23 +210,22 @@ class Bus:
         tracing.configure_tracing(self.name, self.settings.otel_exporter)
         options = self._connect_options()
         deadline = time.monotonic() + (timeout if timeout is not None else 30.0)
-        delay = 0.1
-        while True:
+
+        async def attempt() -> Client:
             # nats-py retries an unreachable first server forever when reconnects are
             # unlimited, so each attempt gets its own bound
-            attempt = max(0.1, min(deadline - time.monotonic(), 5.0))
-            try:
-                self._nc = await asyncio.wait_for(nats.connect(**options), timeout=attempt)
-                break
-            except Exception as exc:
-                if time.monotonic() + delay > deadline:
-                    raise UnavailableError(
-                        f"cannot reach NATS at {self.settings.nats_url}: {exc!s} "
-                        f"(set CHORUS_NATS_URL, or start a server)"
-                    ) from None
-                log.warning("NATS not reachable yet at %s: %s", self.settings.nats_url, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            bound = max(0.1, min(deadline - time.monotonic(), 5.0))
+            return await asyncio.wait_for(nats.connect(**options), timeout=bound)
+
+        url = self.settings.nats_url
+        self._nc = await retry_until(
+            deadline,
+            attempt,
+            what=f"NATS at {url}",
+            give_up=lambda exc: (
+                f"cannot reach NATS at {url}: {exc!s} (set CHORUS_NATS_URL, or start a server)"
+            ),
+        )
         self._js = self._nc.jetstream()
         self.connected.set()
         if self.metrics:
@@ -235,21 +235,16 @@ class Bus:
 
     async def _declare(self, deadline: float) -> None:
         """Declare streams and buckets, waiting out a JetStream that is still electing."""
-        assert self._js is not None
-        delay = 0.1
-        while True:
-            try:
-                await declare_topology(self._js, self.settings.js_replicas)
-                return
-            except Exception as exc:
-                if time.monotonic() + delay > deadline:
-                    raise UnavailableError(
-                        f"JetStream at {self.settings.nats_url} did not accept the CHORUS "
-                        f"streams and buckets: {exc!s}"
-                    ) from None
-                log.warning("JetStream not ready yet (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        js = self.jetstream
+        url = self.settings.nats_url
+        await retry_until(
+            deadline,
+            lambda: declare_topology(js, self.settings.js_replicas),
+            what="JetStream streams and buckets",
+            give_up=lambda exc: (
+                f"JetStream at {url} did not accept the CHORUS streams and buckets: {exc!s}"
+            ),
+        )
 
     def _connect_options(self) -> dict[str, Any]:
         s = self.settings
@@ -588,25 +583,25 @@ class Bus:
     ) -> str:
         """The consumer's name, creating it unless a durable of that name exists (a
         restart keeps its position), waiting out a cluster still electing its leaders."""
-        deadline = time.monotonic() + 30.0
-        delay = 0.2
-        while True:
-            try:
-                if durable:
-                    with contextlib.suppress(NotFoundError):
-                        await self.js.consumer_info(stream, durable)
-                        return durable
-                name = config.name = durable or uuid.uuid4().hex
-                await self.js.add_consumer(stream, config=config)
-                return name
-            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError) as exc:
-                if time.monotonic() + delay > deadline:
-                    raise UnavailableError(
-                        f"JetStream could not create consumer {durable or config.filter_subject}: {exc}"
-                    ) from None
-                log.warning("consumer %s not created yet (%s); retrying", durable, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+
+        async def attempt() -> str:
+            if durable:
+                with contextlib.suppress(NotFoundError):
+                    await self.jetstream.consumer_info(stream, durable)
+                    return durable
+            name = config.name = durable or uuid.uuid4().hex
+            await self.jetstream.add_consumer(stream, config=config)
+            return name
+
+        what = durable or config.filter_subject
+        return await retry_until(
+            time.monotonic() + 30.0,
+            attempt,
+            what=f"consumer {what}",
+            retry_on=(nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError),
+            give_up=lambda exc: f"JetStream could not create consumer {what}: {exc}",
+            first_delay=0.2,
+        )
 
     async def close(self) -> None:
         """Stop consumers, then drain so in-flight messages and acks are flushed."""
@@ -622,169 +617,3 @@ class Bus:
         if self._probe is not None:
             self._probe.cancel()  # a probe of a connection that is gone
         self.connected.clear()
-
-
-class Consumer:
-    """The pull → decode → handle → ack loop of one durable consumer.
-
-    It keeps a pull request for ``batch`` messages open on the server and takes what
-    arrives on its own inbox in a callback subscription, one message at a time. A
-    message then costs a queue hand-off inside nats-py, where ``fetch`` started a
-    ``wait_for`` task per message (a third of consuming an envelope). A new request
-    goes out when the open one is used up or expires; silence for three heartbeats
-    (the server restarted, a reconnect dropped the request) or a refusal sends
-    another.
-    """
-
-    def __init__(
-        self,
-        bus: Bus,
-        consumer: str,
-        handler: Handler,
-        name: str,
-        batch: int,
-        *,
-        subject_filter: str | None = None,
-        durable: str | None = None,
-        stream: str = EVENTS_STREAM,
-    ) -> None:
-        self.bus = bus
-        self.consumer = consumer
-        self.handler = handler
-        self.name = name
-        self.batch = batch
-        self.subject_filter = subject_filter or name
-        self.durable = durable
-        self.stream = stream
-        self._next = f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
-        self._inbox = ""
-        self._sub: Subscription | None = None
-        self._wanted = 0  # messages the open pull request may still deliver
-        self._due = 0.0  # when to send another request if the server stays silent
-        self._handling = False
-        self._task: asyncio.Task[None] | None = None
-        metrics = bus.metrics
-        # bound once: a label lookup per envelope is measurable at thousands a second
-        self._ok = metrics.consumed.labels(name, "ok") if metrics else None
-        self._latency = metrics.handler_latency.labels(name) if metrics else None
-
-    async def start(self) -> None:
-        self._inbox = self.bus.nc.new_inbox()
-        self._sub = await self.bus.nc.subscribe(self._inbox, cb=self._on_message)
-        await self._pull()
-        self._task = asyncio.create_task(self._watch(), name=f"consumer:{self.name}")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-
-    def kick(self) -> None:
-        """Ask again soon: after a reconnect the open request may be gone with the old link."""
-        self._due = 0.0
-
-    async def _pull(self) -> None:
-        if not self.bus.admit():  # no seat: ask nothing; the watchdog looks again
-            self._wanted = 0
-            self._due = time.monotonic() + PULL_RETRY
-            return
-        self._wanted = self.batch
-        self._due = time.monotonic() + PULL_SILENCE
-        request = {
-            "batch": self.batch,
-            "expires": int(PULL_EXPIRES * 1e9),
-            "idle_heartbeat": int(PULL_HEARTBEAT * 1e9),
-        }
-        try:
-            await self.bus.nc.publish(self._next, json.dumps(request).encode(), reply=self._inbox)
-        except Exception as exc:  # closed or not yet reconnected: the watchdog asks again
-            log.debug("pull request on %s not sent: %s", self.name, exc)
-            self._due = time.monotonic() + PULL_RETRY
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(min(max(self._due - time.monotonic(), 0.01), PULL_HEARTBEAT))
-            if time.monotonic() >= self._due and not self._handling:
-                await self._pull()
-
-    async def _on_message(self, msg: Msg) -> None:
-        self._due = time.monotonic() + PULL_SILENCE
-        if not msg.data and msg.headers and "Status" in msg.headers:
-            await self._on_status(msg.headers)
-            return
-        self._wanted -= 1
-        if not self.bus.admit():
-            # delivered on a pull sent while licensed: hand it back for after this pull
-            # request has expired, so the closed gate costs it one delivery, not max_deliver
-            with contextlib.suppress(Exception):
-                await msg.nak(delay=PULL_EXPIRES + 1.0)
-            return
-        self._handling = True
-        try:
-            await self._handle(msg)
-        finally:
-            self._handling = False
-        if self._wanted <= 0:
-            await self._pull()
-
-    async def _on_status(self, headers: dict[str, str]) -> None:
-        status = headers.get("Status")
-        if status == "100":  # idle heartbeat: the request is still open
-            return
-        if status == "408":  # the request expired (or was replaced): open the next
-            await self._pull()
-            return
-        description = headers.get("Description", "")
-        if (status == "409" and "Deleted" in description) or status in ("404", "503"):
-            log.error(
-                "consumer %s on %s does not answer pulls (%s %s); retrying",
-                self.name,
-                self.stream,
-                status,
-                description,
-            )
-        else:  # 409: a leader moved, the server shuts down, too many waiting requests
-            log.debug("pull on %s ended: %s %s", self.name, status, description)
-        self._due = time.monotonic() + PULL_RETRY
-
-    async def _handle(self, msg: Msg) -> None:
-        metrics = self.bus.metrics
-        try:
-            env = Envelope.decode(msg.data, self.bus.settings.max_message_bytes)
-        except EnvelopeError as exc:
-            # poison: redelivering it would fail the same way forever
-            log.warning("terminating undecodable message on %s: %s", msg.subject, exc.detail)
-            if metrics:
-                metrics.poison.labels(self.name, exc.code).inc()
-            with contextlib.suppress(Exception):
-                await msg.term()
-            return
-        headers = dict(msg.headers or {})
-        meta = msg.metadata
-        delivery = Delivery(
-            subject=msg.subject,
-            stream_seq=meta.sequence.stream,
-            num_delivered=meta.num_delivered,
-            headers=headers,
-        )
-        started = time.perf_counter()
-        with tracing.continue_trace(f"consume {msg.subject}", headers):
-            try:
-                await self.handler(env, delivery)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("handler failed on %s (delivery %d)", msg.subject, meta.num_delivered)
-                if metrics:
-                    metrics.consumed.labels(self.name, "error").inc()
-                with contextlib.suppress(Exception):
-                    await msg.nak(delay=min(0.1 * 2**meta.num_delivered, 5.0))
-                return
-        with contextlib.suppress(Exception):
-            await msg.ack()
-        if self._ok is not None and self._latency is not None:
-            self._ok.inc()
-            self._latency.observe(time.perf_counter() - started)

@@ -1,0 +1,113 @@
+"""Typed KV buckets: one pydantic model per bucket (or key family), compare-and-set writes.
+
+Leases, registry entries, tasks, feed heads and sessions are JSON documents in
+JetStream KV. A :class:`Bucket` decodes and validates them in one place and
+turns the bucket's errors into ChorusErrors: a write whose expected revision no
+longer holds is a :class:`~chorus_common.errors.ConflictError` (409), a missing
+key on ``update`` a :class:`~chorus_common.errors.NotFoundError`, a server that
+is away an :class:`~chorus_common.errors.UnavailableError` (503).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ValidationError
+
+from chorus_common import kvscan
+from chorus_common.bus.errors import bus_errors
+from chorus_common.errors import MalformedBodyError, NotFoundError
+
+if TYPE_CHECKING:
+    from chorus_common.bus.core import Bus
+
+__all__ = ["Bucket", "Versioned"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[M]):
+    """A document and the revision it was read at (what a compare-and-set write names)."""
+
+    value: M
+    revision: int
+
+
+class Bucket(Generic[M]):
+    """One KV bucket whose values (under ``prefix``) are ``model`` documents."""
+
+    def __init__(self, bus: Bus, name: str, model: type[M], prefix: str = "") -> None:
+        self.bus, self.name, self.model, self.prefix = bus, name, model, prefix
+        self._kv: KeyValue | None = None
+
+    async def kv(self) -> KeyValue:
+        if self._kv is None:
+            with bus_errors(f"open bucket {self.name}"):
+                self._kv = await self.bus.jetstream.key_value(self.name)
+        return self._kv
+
+    def _decode(self, key: str, data: bytes) -> M:
+        try:
+            return self.model.model_validate_json(data)
+        except ValidationError as exc:
+            raise MalformedBodyError(
+                f"{self.name}/{key} is not a {self.model.__name__}: "
+                f"{exc.errors()[0]['msg'] if exc.errors() else exc}"
+            ) from None
+
+    async def get(self, key: str) -> Versioned[M] | None:
+        """The document at ``key`` and its revision, or None when there is none."""
+        kv = await self.kv()
+        full = self.prefix + key
+        try:
+            with bus_errors(f"read {self.name}/{full}"):
+                entry = await kv.get(full)
+        except NotFoundError:  # never written, or deleted
+            return None
+        if not entry.value or entry.revision is None:
+            return None
+        return Versioned(self._decode(full, entry.value), entry.revision)
+
+    async def create(self, key: str, value: M) -> int:
+        """Write ``value`` only if ``key`` holds nothing (409 otherwise); its revision."""
+        kv = await self.kv()
+        full = self.prefix + key
+        with bus_errors(f"create {self.name}/{full}"):
+            return int(await kv.create(full, value.model_dump_json().encode()))
+
+    async def update(self, key: str, value: M, revision: int) -> int:
+        """Write ``value`` only if ``key`` is still at ``revision`` (409 otherwise)."""
+        kv = await self.kv()
+        full = self.prefix + key
+        with bus_errors(f"update {self.name}/{full}"):
+            return int(await kv.update(full, value.model_dump_json().encode(), last=revision))
+
+    async def put(self, key: str, value: M) -> int:
+        """Write ``value`` whatever ``key`` holds (last writer wins: for one owner's keys)."""
+        kv = await self.kv()
+        full = self.prefix + key
+        with bus_errors(f"write {self.name}/{full}"):
+            return int(await kv.put(full, value.model_dump_json().encode()))
+
+    async def delete(self, key: str, revision: int | None = None) -> None:
+        """Delete ``key`` (only at ``revision`` when given: 409 if it moved on)."""
+        kv = await self.kv()
+        full = self.prefix + key
+        with bus_errors(f"delete {self.name}/{full}"):
+            await kv.delete(full, last=revision)
+
+    async def scan(self, pattern: str = ">") -> dict[str, M]:
+        """Every live document under ``prefix + pattern``, by key without the prefix, in one
+        pass (see :mod:`chorus_common.kvscan`); one that does not decode is left out."""
+        with bus_errors(f"scan {self.name}/{self.prefix}{pattern}"):
+            raw = await kvscan.scan(self.bus.client, self.name, self.prefix + pattern)
+        out: dict[str, M] = {}
+        for key, data in raw.items():
+            try:
+                out[key.removeprefix(self.prefix)] = self._decode(key, data)
+            except MalformedBodyError:
+                continue
+        return out
