@@ -9,8 +9,9 @@ the routes are in :mod:`chorus_licensing.app`, the seat endpoints in :mod:`choru
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute
 
 from chorus_common.service import MicroHandler, Service
 from chorus_common.topology import BUCKET_LEASES
@@ -29,6 +30,7 @@ class LicensingService(Service):
     description = "License validation and cluster seat leases"
     settings_class = LicensingSettings
     needs_seat = False  # it grants the seats; every other service holds one
+    routers: ClassVar[tuple[APIRouter, ...]] = (router,)
     settings: LicensingSettings
 
     def __init__(self, settings: LicensingSettings | None = None) -> None:
@@ -46,9 +48,8 @@ class LicensingService(Service):
         return self.settings.licensing_mode == "authority"
 
     def routes(self, app: FastAPI) -> None:
-        add_routes(app, router)
         if self.authority_mode:  # the upstream's activate / validate / heartbeat
-            add_routes(app, authority_router)
+            app.include_router(authority_router)
 
     async def setup(self) -> None:
         if self.authority_mode:
@@ -60,30 +61,3 @@ class LicensingService(Service):
 
     def micro_endpoints(self) -> dict[str, MicroHandler]:
         return seat_endpoints(self.keeper)
-
-
-def add_routes(app: FastAPI, source: APIRouter) -> None:
-    """Add ``source``'s routes to ``app`` one by one, as ``include_router`` once did.
-
-    FastAPI 0.165 includes a router lazily, as one entry standing for all its routes, and
-    the base Service does not look into it yet: its scope table (the read guard), the
-    scopes in the OpenAPI document and the body guard see only the app's own routes. Until
-    it does, this stands in for ``routers = (router,)``.
-    """
-    for route in source.routes:
-        assert isinstance(route, APIRoute)
-        app.router.add_api_route(
-            route.path,
-            route.endpoint,
-            methods=sorted(route.methods or ()),
-            name=route.name,
-            status_code=route.status_code,
-            tags=route.tags,
-            dependencies=route.dependencies,
-            responses=route.responses,
-            summary=route.summary,
-            description=route.description,
-            response_model=route.response_model,
-            include_in_schema=route.include_in_schema,
-            openapi_extra=route.openapi_extra,
-        )
