@@ -76,7 +76,7 @@ async def test_forged_beat_frames_are_refused_and_counted(
                 lambda: tracker.beat_index > seen + 3, timeout=10, message="beats go on"
             )
             assert tracker.beat_index < FAR and tracker.tempo_bpm == 600.0
-            assert 0 < service.last_index < FAR
+            assert 0 < service.view.last_index < FAR
             assert tracker.verifier is not None
             await wait_until(
                 lambda: sum(tracker.verifier.forged.values()) == len(forged),

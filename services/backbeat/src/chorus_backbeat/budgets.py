@@ -9,6 +9,16 @@ from typing import Literal
 
 from chorus_common.backbeat import BarReport, Phase, StatusClaim
 
+__all__ = [
+    "AgentPulse",
+    "AgentWatch",
+    "BarTally",
+    "Health",
+    "OperationBook",
+    "OperationRecord",
+    "percentile",
+]
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
