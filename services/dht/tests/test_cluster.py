@@ -123,7 +123,16 @@ def test_put_get_list_delete_replicate_and_repair(cluster: Cluster) -> None:
         # the node notices (its own repair drops the copy, or a peer's replaces it; which one
         # wins is a race of two repair loops, so the counter, not a glimpse of the damaged
         # copy, is the evidence) and holds an intact copy again
-        wait(lambda: _corrupt_count(c, victim) == 1, 20, "corruption detected")
+        # a copy written over in the instant of the damage (a put's last copy arriving
+        # late) was never damaged for anyone to see: damage it again, then it must be seen
+        def detected() -> bool:
+            if _corrupt_count(c, victim) == 1:
+                return True
+            if (_local(c, victim, addr(3)) or {}).get("intact"):
+                _corrupt(c.base / victim / "dht.sqlite3", addr(3))
+            return False
+
+        wait(detected, 20, "corruption detected")
         wait(
             lambda: (_local(c, victim, addr(3)) or {}).get("intact"), 20, "corrupt replica repaired"
         )
