@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -10,7 +11,6 @@ from pydantic import BaseModel
 from chorus_common.bus import Bus, Received, TopicSpec
 from chorus_common.errors import ConflictError, MalformedBodyError, UnavailableError
 from chorus_common.topology import BUCKET_REGISTRY
-
 
 
 class Beat(BaseModel):
@@ -74,7 +74,7 @@ async def test_a_request_gets_its_typed_answer_and_nobody_answering_is_a_503(
     await topic.subscribe(answer, subject=PINGS.subject(node="n1"))
     pong = await topic.request(Ping(text="hi"), Pong, node="n1")
     assert pong == Pong(text="hi", by="n1")
-    with pytest.raises(UnavailableError, match="chorus.test.ping.n9"):
+    with pytest.raises(UnavailableError, match=r"chorus\.test\.ping\.n9"):
         await topic.request(Ping(text="hi"), Pong, node="n9", timeout=0.5)
 
 
@@ -99,7 +99,7 @@ async def test_a_bucket_writes_by_revision_and_refuses_a_stale_or_second_create(
     await leases.put("other", Lease(holder="c", term=1))
     kv = await leases.kv()
     await kv.put("test-lease.rotten", b"not json")
-    with pytest.raises(MalformedBodyError, match="test-lease.rotten is not a Lease"):
+    with pytest.raises(MalformedBodyError, match=r"test-lease\.rotten is not a Lease"):
         await leases.get("rotten")
     # a scan leaves out what does not decode, and strips the prefix
     assert await leases.scan() == {
@@ -108,3 +108,34 @@ async def test_a_bucket_writes_by_revision_and_refuses_a_stale_or_second_create(
     }
     await leases.delete("other")
     assert await leases.get("other") is None
+
+
+async def test_stream_reads_records_replays_and_taps(bus_client: Bus) -> None:
+    from chorus_common.topology import AUDIT_SUBJECT_PREFIX
+
+    STREAM_AUDIT = "CHORUS_AUDIT"
+
+    first = await bus_client.record(f"{AUDIT_SUBJECT_PREFIX}.test", Lease(holder="a", term=1))
+    await bus_client.record(f"{AUDIT_SUBJECT_PREFIX}.test", b'{"holder": "b", "term": 2}')
+    assert await bus_client.stream_last_seq(STREAM_AUDIT) == first.seq + 1
+    stored = await bus_client.stream_message(STREAM_AUDIT, first.seq)
+    assert stored is not None and Lease.model_validate_json(stored.data) == Lease(
+        holder="a", term=1
+    )
+    assert await bus_client.stream_message(STREAM_AUDIT, first.seq + 2) is None
+    replayed: list[bytes] = []
+    done = asyncio.Event()
+
+    async def on_replayed(msg: Any) -> None:
+        replayed.append(msg.data)
+        if len(replayed) == 2:
+            done.set()
+
+    sub = await bus_client.replay(
+        f"{AUDIT_SUBJECT_PREFIX}.>", on_replayed, stream=STREAM_AUDIT, start_seq=first.seq
+    )
+    await asyncio.wait_for(done.wait(), 5)
+    await sub.unsubscribe()
+    assert [Lease.model_validate_json(d).holder for d in replayed] == ["a", "b"]
+    with pytest.raises(ValueError, match="envelope subjects only"):
+        await bus_client.tap("$KV.>", on_replayed)

@@ -14,7 +14,7 @@
 
 from chorus_common.bus.buckets import Bucket, Versioned
 from chorus_common.bus.consumer import EVENTS_STREAM, Consumer, Delivery, Handler
-from chorus_common.bus.core import ATOMIC_BATCH_MAX, Bus, SubscriptionInfo
+from chorus_common.bus.core import ATOMIC_BATCH_MAX, Bus, StoredMessage, SubscriptionInfo
 from chorus_common.bus.errors import bus_errors
 from chorus_common.bus.retry import retry_until
 from chorus_common.bus.topics import Received, Topic, TopicSpec, declare_topic
@@ -28,6 +28,7 @@ __all__ = [
     "Delivery",
     "Handler",
     "Received",
+    "StoredMessage",
     "SubscriptionInfo",
     "Topic",
     "TopicSpec",

@@ -14,7 +14,7 @@ import logging
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -22,6 +22,8 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 from nats.js.errors import NotFoundError
@@ -31,10 +33,12 @@ from chorus_common import tracing
 from chorus_common.aio import cancel_and_wait
 from chorus_common.bus.buckets import Bucket
 from chorus_common.bus.consumer import EVENTS_STREAM, Consumer, Delivery, Handler
+from chorus_common.bus.errors import bus_errors
 from chorus_common.bus.retry import retry_until
 from chorus_common.bus.topics import Topic, TopicSpec
 from chorus_common.config import ChorusSettings
 from chorus_common.envelopes import Envelope
+from chorus_common.errors import NotFoundError as ChorusNotFound
 from chorus_common.errors import UnavailableError
 from chorus_common.metrics import BusMetrics
 from chorus_common.subjects import msg_id, routes
@@ -47,6 +51,7 @@ __all__ = [
     "Consumer",
     "Delivery",
     "Handler",
+    "StoredMessage",
     "SubscriptionInfo",
 ]
 
@@ -89,6 +94,17 @@ def _chunks(messages: dict[int, list[_Outgoing]], limit: int) -> list[list[int]]
         chunks[-1].append(i)
         size += len(routed)
     return [c for c in chunks if c]
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message read back from a stream."""
+
+    seq: int
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    time: Any = None
 
 
 @dataclass(frozen=True)
@@ -522,6 +538,102 @@ class Bus:
             results[i] = UnavailableError(
                 f"JetStream did not acknowledge {envelopes[i].id}: {problem}"
             )
+
+    async def record(
+        self, subject: str, document: BaseModel | bytes, *, timeout: float = 5.0
+    ) -> PubAck:
+        """Store a document that is not an envelope (an audit event, a bar report) in the
+        stream its subject belongs to; 503 when JetStream does not acknowledge it."""
+        data = document if isinstance(document, bytes) else document.model_dump_json().encode()
+        headers: dict[str, str] = {}
+        tracing.inject(headers)
+        with bus_errors(f"store on {subject}"):
+            return await self.jetstream.publish(
+                subject, data, timeout=timeout, headers=headers or None
+            )
+
+    async def stream_message(
+        self, stream: str, seq: int, subject: str | None = None, *, next: bool = True
+    ) -> StoredMessage | None:
+        """The message at ``seq`` (with ``next``: the first at or after it, on ``subject``
+        when given) in ``stream``, or None when there is none."""
+        try:
+            with bus_errors(f"read {stream} at {seq}"):
+                msg = await self.jetstream.get_msg(stream, seq=seq, subject=subject, next=next)
+        except ChorusNotFound:
+            return None
+        assert msg.seq is not None
+        return StoredMessage(
+            seq=msg.seq,
+            subject=msg.subject or "",
+            data=msg.data or b"",
+            headers=dict(msg.headers or {}),
+            time=msg.time,
+        )
+
+    async def stream_last_seq(self, stream: str) -> int:
+        """The sequence of the last message ``stream`` holds (0 when empty)."""
+        with bus_errors(f"read the state of {stream}"):
+            return int((await self.jetstream.stream_info(stream)).state.last_seq)
+
+    async def replay(
+        self,
+        subject_filter: str,
+        cb: Callable[[Msg], Awaitable[None]],
+        *,
+        stream: str = EVENTS_STREAM,
+        start_seq: int | None = None,
+        start_time: Any = None,
+        pending_msgs_limit: int | None = None,
+        pending_bytes_limit: int | None = None,
+    ) -> Subscription:
+        """Deliver ``stream``'s messages on ``subject_filter`` in order to ``cb`` — all of
+        them, from ``start_seq`` or from ``start_time`` — then live ones, through an
+        ordered consumer the server forgets when the subscription ends."""
+        if start_seq is not None:
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq
+            )
+        elif start_time is not None:
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start_time
+            )
+        else:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        options: dict[str, Any] = {}
+        if pending_msgs_limit is not None:
+            options["pending_msgs_limit"] = pending_msgs_limit
+        if pending_bytes_limit is not None:
+            options["pending_bytes_limit"] = pending_bytes_limit
+        with bus_errors(f"replay {subject_filter} from {stream}"):
+            return await self.jetstream.subscribe(
+                subject_filter,
+                stream=stream,
+                ordered_consumer=True,
+                config=config,
+                cb=cb,
+                **options,
+            )
+
+    async def tap(
+        self,
+        subject_filter: str,
+        cb: Callable[[Msg], Awaitable[None]],
+        *,
+        pending_msgs_limit: int | None = None,
+        pending_bytes_limit: int | None = None,
+    ) -> Subscription:
+        """Envelope traffic as it passes, undecoded (fan-out to HTTP clients, live views):
+        a core subscription on ``subject_filter``, which must lie under ``chorus.``."""
+        if not subject_filter.startswith("chorus."):
+            raise ValueError(f"a tap listens to envelope subjects only, not {subject_filter!r}")
+        options: dict[str, Any] = {"cb": cb}
+        if pending_msgs_limit is not None:
+            options["pending_msgs_limit"] = pending_msgs_limit
+        if pending_bytes_limit is not None:
+            options["pending_bytes_limit"] = pending_bytes_limit
+        with bus_errors(f"subscribe to {subject_filter}"):
+            return await self.client.subscribe(subject_filter, **options)
 
     async def publish_core(
         self, subject: str, data: bytes, headers: dict[str, str] | None = None
