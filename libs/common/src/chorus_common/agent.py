@@ -105,11 +105,11 @@ class Agent:
         self._subs: list[Any] = []
 
     async def start(self) -> None:
-        self.directory = await AgentDirectory.open(self.bus.js, cache_seconds=0)
+        self.directory = await AgentDirectory.open(self.bus.jetstream, cache_seconds=0)
         await self.directory.register_key(self.agent_id, self.key.public_key)
         self.verifier = await ServiceVerifier.open(self.bus)
         for subject in COORDINATION_SUBJECTS:
-            self._subs.append(await self.bus.nc.subscribe(subject, cb=self._on_coordination))
+            self._subs.append(await self.bus.client.subscribe(subject, cb=self._on_coordination))
         await self._refresh()
         await self.say(
             MessageType.CAPABILITY_BROADCAST,
@@ -204,7 +204,7 @@ class Agent:
         request = json.dumps({"agent": self.agent_id, **body}).encode()
         for attempt in range(LICENSE_RETRIES + 1):
             try:
-                msg = await self.bus.nc.request(
+                msg = await self.bus.client.request(
                     f"chorus.svc.coordinator.{verb}", request, timeout=5
                 )
             except Exception as exc:

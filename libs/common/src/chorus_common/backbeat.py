@@ -215,7 +215,7 @@ class Tracker:
 
     async def start(self) -> None:
         self.verifier = await ServiceVerifier.open(self.bus)
-        self._sub = await self.bus.nc.subscribe(BACKBEAT_BEAT, cb=self._on_beat)
+        self._sub = await self.bus.client.subscribe(BACKBEAT_BEAT, cb=self._on_beat)
 
     async def stop(self) -> None:
         if self._sub is not None:

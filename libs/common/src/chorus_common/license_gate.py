@@ -77,7 +77,7 @@ class LicenseGate:
         return f"seat {self.lease['seat']} (lease {self.lease['lease_id']})"
 
     async def _ask(self, verb: str, body: dict[str, Any]) -> dict[str, Any]:
-        msg = await self.bus.nc.request(
+        msg = await self.bus.client.request(
             SUBJECT.format(verb=verb), json.dumps(body).encode(), timeout=2
         )
         doc: dict[str, Any] = json.loads(msg.data)

@@ -30,6 +30,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.errors import NotFoundError as JsNotFoundError
 from nats.js.kv import KeyValue
 
+from chorus_common.bus import Bus
 from chorus_common.errors import ConflictError, NotFoundError, RequestInvalidError
 from chorus_common.feeds import FeedState
 from chorus_common.signing import b64decode
@@ -71,7 +72,9 @@ class AgentDirectory:
         self._keys: dict[str, tuple[float, str | None]] = {}
 
     @classmethod
-    async def open(cls, js: JetStreamContext, cache_seconds: float = 5.0) -> AgentDirectory:
+    async def open(cls, bus: Bus | JetStreamContext, cache_seconds: float = 5.0) -> AgentDirectory:
+        """On a connected :class:`~chorus_common.bus.Bus` (or, in chorus_common, a JetStream)."""
+        js = bus.jetstream if isinstance(bus, Bus) else bus
         return cls(await js.key_value(BUCKET_REGISTRY), cache_seconds)
 
     async def get(self, agent: str) -> dict[str, Any] | None:
@@ -265,7 +268,13 @@ class FeedIndex:
         self.stream = f"KV_{BUCKET_FEEDS}"
 
     @classmethod
-    async def open(cls, nc: Client, js: JetStreamContext) -> FeedIndex:
+    async def open(cls, bus: Bus | Client, js: JetStreamContext | None = None) -> FeedIndex:
+        """On a connected :class:`~chorus_common.bus.Bus` (or a NATS client and JetStream)."""
+        if isinstance(bus, Bus):
+            nc, js = bus.client, bus.jetstream
+        else:
+            nc = bus
+        assert js is not None, "a NATS client needs its JetStream beside it"
         return cls(nc, js, await js.key_value(BUCKET_FEEDS))
 
     @staticmethod

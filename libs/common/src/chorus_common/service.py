@@ -377,9 +377,9 @@ class Service:
     async def _connect_and_setup(self) -> None:
         await self.bus.connect(timeout=float("inf"))
         # enrolled tokens (identity.<digest>) live in the registry every service can read
-        self.tokens.kv = await self.bus.js.key_value(BUCKET_REGISTRY)
+        self.tokens.kv = await self.bus.jetstream.key_value(BUCKET_REGISTRY)
         self.micro = await nats.micro.add_service(
-            self.bus.nc,
+            self.bus.client,
             name=f"chorus-{self.name}",
             version=self.version,
             description=self.description,

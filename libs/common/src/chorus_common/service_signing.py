@@ -252,9 +252,11 @@ class ServiceSigner:
 
     @classmethod
     async def open(
-        cls, kv: KeyValue, service: str, node_id: str, data_dir: Path | None
+        cls, bus: Any, service: str, node_id: str, data_dir: Path | None
     ) -> ServiceSigner:
-        """:meth:`load`, then put this replica's document in the registry (replacing an old key)."""
+        """:meth:`load`, then put this replica's document in the registry (replacing an old
+        key); ``bus`` is a connected :class:`~chorus_common.bus.Bus` (or the registry KV)."""
+        kv = await bus.jetstream.key_value(BUCKET_REGISTRY) if hasattr(bus, "jetstream") else bus
         signer = cls.load(service, node_id, data_dir)
         await signer.register(kv)
         return signer
@@ -375,7 +377,7 @@ class ServiceVerifier:
     async def open(cls, bus: Any, cache_seconds: float = 5.0) -> ServiceVerifier:
         """For a connected :class:`~chorus_common.bus.Bus`; counts into its metrics if it has them."""
         metrics = getattr(bus, "metrics", None)
-        kv = await bus.js.key_value(BUCKET_REGISTRY)
+        kv = await bus.jetstream.key_value(BUCKET_REGISTRY)
         return cls(kv, metrics.forged if metrics is not None else None, cache_seconds=cache_seconds)
 
     # -- the registry -------------------------------------------------------------------

@@ -93,8 +93,8 @@ class Consumer:
         self._latency = metrics.handler_latency.labels(name) if metrics else None
 
     async def start(self) -> None:
-        self._inbox = self.bus.nc.new_inbox()
-        self._sub = await self.bus.nc.subscribe(self._inbox, cb=self._on_message)
+        self._inbox = self.bus.client.new_inbox()
+        self._sub = await self.bus.client.subscribe(self._inbox, cb=self._on_message)
         await self._pull()
         self._task = asyncio.create_task(self._watch(), name=f"consumer:{self.name}")
 
@@ -123,7 +123,7 @@ class Consumer:
             "idle_heartbeat": int(PULL_HEARTBEAT * 1e9),
         }
         try:
-            await self.bus.nc.publish(self._next, json.dumps(request).encode(), reply=self._inbox)
+            await self.bus.client.publish(self._next, json.dumps(request).encode(), reply=self._inbox)
         except Exception as exc:  # closed or not yet reconnected: the watchdog asks again
             log.debug("pull request on %s not sent: %s", self.name, exc)
             self._due = time.monotonic() + PULL_RETRY

@@ -113,7 +113,7 @@ class SubscriptionInfo:
 
     ``kind`` is ``jetstream`` for the durable pull consumers of :meth:`Bus.subscribe`
     (acked, poison terminated and counted), ``jetstream-push`` for push consumers made
-    directly on ``bus.js`` (e.g. ordered replays), and ``core`` for plain NATS
+    directly on ``bus.jetstream`` (e.g. ordered replays), and ``core`` for plain NATS
     subscriptions: fan-out subjects and request/reply endpoints (NATS micro, DHT RPC).
     ``delivered`` and ``pending`` count the messages the client library handed to (or
     still holds for) the callback of a core or push subscription.

@@ -169,7 +169,7 @@ class Participant:
 
     async def start(self) -> None:
         self.lease = await LeaderLease.open(
-            self.bus.js,
+            self.bus.jetstream,
             "admin",
             self.node_id,
             ttl=self.timings.lease_ttl,
@@ -178,7 +178,7 @@ class Participant:
         )
         self.lease.on_elected.append(self._elected)
         self.lease.on_demoted.append(self._demoted)
-        self._sub = await self.bus.nc.subscribe(election_subject("*"), cb=self._on_message)
+        self._sub = await self.bus.client.subscribe(election_subject("*"), cb=self._on_message)
         with contextlib.suppress(Exception):
             # the network component starts from a real reading, not from "no answer"
             self.score_source.last_rtt = await self.bus.rtt(timeout=1)
@@ -436,7 +436,7 @@ class Participant:
         with contextlib.suppress(Exception):
             subject = election_subject("discovery_request")
             data = json.dumps({"node": self.node_id}).encode()
-            reply = await self.bus.nc.request(
+            reply = await self.bus.client.request(
                 subject, data, timeout=self.timings.grace, headers=self._sign(subject, data)
             )
             doc = json.loads(reply.data)
@@ -526,7 +526,7 @@ class Participant:
         with contextlib.suppress(Exception):
             subject = election_subject(event)
             data = json.dumps({**body, "at": time.time()}).encode()
-            await self.bus.js.publish(subject, data, timeout=1, headers=self._sign(subject, data))
+            await self.bus.jetstream.publish(subject, data, timeout=1, headers=self._sign(subject, data))
 
     async def _elected(self, term: int) -> None:
         now = time.monotonic()
@@ -657,7 +657,7 @@ class Participant:
                 await self._started(started)
         elif event == "discovery_request" and msg.reply and self.is_admin:
             data = json.dumps({"admin": self.node_id, "term": self.term}).encode()
-            await self.bus.nc.publish(msg.reply, data, headers=self._sign(msg.reply, data))
+            await self.bus.client.publish(msg.reply, data, headers=self._sign(msg.reply, data))
         elif event == "started" and doc.get("node") != self.node_id:
             with contextlib.suppress(ValueError):
                 trigger = Trigger(str(doc.get("trigger")))
