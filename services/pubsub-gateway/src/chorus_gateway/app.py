@@ -15,7 +15,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request, WebSocket
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
-from nats.js.errors import NotFoundError as JsNotFoundError
 
 from chorus_common.bodies import loads_json
 from chorus_common.bus import EVENTS_STREAM, Bus
@@ -316,11 +315,9 @@ async def messages(
     out: list[StoredMessage] = []
     seq = from_seq
     while len(out) < limit:
-        try:
-            msg = await bus.js.get_msg(EVENTS_STREAM, seq=seq, subject=subject, next=True)
-        except JsNotFoundError:
+        msg = await bus.stream_message(EVENTS_STREAM, seq, subject)
+        if msg is None:
             break
-        assert msg.seq is not None
         try:
             body: Any = json.loads(msg.data or b"")
         except ValueError:

@@ -28,31 +28,26 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
-from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from pydantic import BaseModel, Field
 
+from chorus_common.bus import Bucket, Bus
 from chorus_common.dependencies import Provided, Requires
-from chorus_common.errors import AuthError, ConflictError, ForbiddenError
+from chorus_common.errors import AuthError, ConflictError, ForbiddenError, NotFoundError
 from chorus_common.identity import (
     Identity,
     Scope,
     TokenBook,
-    identity_key,
     token_digest,
 )
 from chorus_common.registry import AgentDirectory, check_public_key
 from chorus_common.service import problem_responses
 from chorus_common.signing import verify_signature
-from chorus_common.topology import AUDIT_SUBJECT_PREFIX
+from chorus_common.topology import AUDIT_SUBJECT_PREFIX, BUCKET_REGISTRY
 from chorus_gateway.documents import Challenge, Enrolled, EnrolmentToken, KeyChange, Revoked
-
-if TYPE_CHECKING:
-    from nats.js.kv import KeyValue
 
 __all__ = [
     "AGENT_SCOPES",
@@ -70,8 +65,6 @@ AgentId = PathParam(
 )
 #: how long a challenge may be answered
 CHALLENGE_SECONDS = 300.0
-#: JetStream's error code for a write whose expected last sequence no longer holds
-WRONG_LAST_SEQUENCE = 10071
 #: the scopes an enrolled agent's token carries
 AGENT_SCOPES = frozenset({Scope.READ, Scope.PUBLISH})
 
@@ -130,44 +123,50 @@ class KeyRegistration(BaseModel):
     )
 
 
+class ChallengeRecord(BaseModel):
+    """``challenge.<nonce>``: what the nonce was issued for, until when."""
+
+    agent: str
+    public_key: str
+    expires_at: float
+
+
+class EnrolmentTokenRecord(BaseModel):
+    """``enrolment.<sha256 of the token>``: a one-time token, until when, by whom."""
+
+    expires_at: float
+    created_by: str = ""
+
+
+class IdentityRecord(BaseModel):
+    """``identity.<sha256 of the token>``: who an enrolled token speaks for
+    (chorus_common.identity.TokenBook reads it)."""
+
+    kind: str
+    name: str
+    scopes: list[str]
+    created_at: float
+
+
 class Enrolment:
     """The KV side of enrolment, shared by every gateway replica through the registry."""
 
     def __init__(
-        self,
-        tokens: TokenBook,
-        directory: AgentDirectory,
-        publish_audit: Callable[[str, bytes], Awaitable[object]],
-        node_id: str,
+        self, bus: Bus, tokens: TokenBook, directory: AgentDirectory, node_id: str
     ) -> None:
-        self.tokens, self.directory = tokens, directory
-        self.publish_audit, self.node_id = publish_audit, node_id
+        self.bus, self.tokens, self.directory, self.node_id = bus, tokens, directory, node_id
+        self.challenges = bus.bucket(BUCKET_REGISTRY, ChallengeRecord, prefix="challenge.")
+        self.enrolment_tokens = bus.bucket(
+            BUCKET_REGISTRY, EnrolmentTokenRecord, prefix="enrolment."
+        )
+        self.identities = bus.bucket(BUCKET_REGISTRY, IdentityRecord, prefix="identity.")
 
-    @property
-    def kv(self) -> KeyValue:
-        kv = self.tokens.kv
-        assert kv is not None, "the registry opens before any route is served"
-        return kv
-
-    async def _read(self, key: str) -> tuple[dict[str, Any], int] | None:
-        try:
-            entry = await self.kv.get(key)
-        except KeyNotFoundError:
-            return None
-        if not entry.value:
-            return None
-        assert entry.revision is not None
-        return json.loads(entry.value), entry.revision
-
-    async def _use_up(self, key: str, revision: int, what: str) -> None:
+    @staticmethod
+    async def _use_up(bucket: Bucket[Any], key: str, revision: int, what: str) -> None:
         """Delete ``key`` only if nobody else did since ``revision``: one use, ever."""
         try:
-            await self.kv.delete(key, last=revision)
-        except KeyWrongLastSequenceError:
-            raise AuthError(f"this {what} was used already") from None
-        except APIError as exc:  # a delete's expected-revision miss comes as a plain API error
-            if exc.err_code != WRONG_LAST_SEQUENCE:
-                raise
+            await bucket.delete(key, revision)
+        except ConflictError:
             raise AuthError(f"this {what} was used already") from None
 
     async def audit(self, action: str, **fields: Any) -> None:
@@ -175,25 +174,25 @@ class Enrolment:
         doc = {"action": action, "at": time.time(), "gateway": self.node_id}
         doc.update(fields)
         try:
-            await self.publish_audit(f"{AUDIT_SUBJECT_PREFIX}.{action}", json.dumps(doc).encode())
+            await self.bus.record(f"{AUDIT_SUBJECT_PREFIX}.{action}", json.dumps(doc).encode())
         except Exception as exc:
             log.error("audit event %s not stored: %s (%s)", action, exc, doc)
 
     async def make_enrolment_token(self, ttl: float, by: Identity) -> EnrolmentToken:
         token = "enr_" + secrets.token_urlsafe(32)
         expires = time.time() + ttl
-        doc = {"expires_at": expires, "created_by": by.name}
-        await self.kv.create(f"enrolment.{token_digest(token)}", json.dumps(doc).encode())
+        record = EnrolmentTokenRecord(expires_at=expires, created_by=by.name)
+        await self.enrolment_tokens.create(token_digest(token), record)
         await self.audit("enrolment_token_created", by=by.name, expires_at=expires)
         return EnrolmentToken(token=token, expires_at=expires)
 
     async def enrolment_token(self, token: str) -> tuple[str, int] | None:
-        """The KV key and revision of a live enrolment token, or None."""
-        key = f"enrolment.{token_digest(token)}"
-        found = await self._read(key)
-        if found is None or found[0]["expires_at"] < time.time():
+        """The key and revision of a live enrolment token, or None."""
+        key = token_digest(token)
+        found = await self.enrolment_tokens.get(key)
+        if found is None or found.value.expires_at < time.time():
             return None
-        return key, found[1]
+        return key, found.revision
 
     async def caller(self, request: Request) -> tuple[Identity | None, tuple[str, int] | None]:
         """An admin identity, or a live enrolment token; 401 for anything else."""
@@ -215,8 +214,8 @@ class Enrolment:
         check_public_key(public_key)
         nonce = secrets.token_urlsafe(24)
         expires = time.time() + CHALLENGE_SECONDS
-        doc = {"agent": agent, "public_key": public_key, "expires_at": expires}
-        await self.kv.create(f"challenge.{nonce}", json.dumps(doc).encode())
+        record = ChallengeRecord(agent=agent, public_key=public_key, expires_at=expires)
+        await self.challenges.create(nonce, record)
         return Challenge(
             challenge=nonce,
             expires_at=expires,
@@ -227,14 +226,13 @@ class Enrolment:
         self, body: EnrolmentRequest, admin: Identity | None, enrolment: tuple[str, int] | None
     ) -> Enrolled:
         check_public_key(body.public_key)
-        key = f"challenge.{body.challenge}"
-        found = await self._read(key)
+        found = await self.challenges.get(body.challenge)
         if found is None:
             raise AuthError("unknown or used challenge: ask for a new one")
-        doc, revision = found
-        if doc["expires_at"] < time.time():
+        doc, revision = found.value, found.revision
+        if doc.expires_at < time.time():
             raise AuthError("the challenge expired: ask for a new one")
-        if doc["agent"] != body.agent or doc["public_key"] != body.public_key:
+        if doc.agent != body.agent or doc.public_key != body.public_key:
             raise AuthError("the challenge was issued for another agent or key")
         message = challenge_message(body.agent, body.public_key, body.challenge)
         if not verify_signature(body.public_key, message, body.signature):
@@ -247,14 +245,14 @@ class Enrolment:
                 "(POST /v1/agents/{agent}/keys with the old key's signature)",
                 reason="key_exists",
             )
-        await self._use_up(key, revision, "challenge")
+        await self._use_up(self.challenges, body.challenge, revision, "challenge")
         if enrolment is not None:
-            await self._use_up(*enrolment, "enrolment token")
+            await self._use_up(self.enrolment_tokens, *enrolment, "enrolment token")
         token = "agt_" + secrets.token_urlsafe(32)
         identity = Identity("agent", body.agent, AGENT_SCOPES)
         digest = token_digest(token)
-        record = {**identity.as_dict(), "created_at": time.time()}
-        await self.kv.create(identity_key(digest), json.dumps(record).encode())
+        record = IdentityRecord.model_validate({**identity.as_dict(), "created_at": time.time()})
+        await self.identities.create(digest, record)
         tokens = [*(current or {}).get("tokens", []), digest]
         await directory.update(body.agent, public_key=body.public_key, tokens=tokens)
         await self.audit(
@@ -313,8 +311,8 @@ class Enrolment:
         doc = await directory.get(agent) or {}
         digests: list[str] = list(doc.get("tokens", []))
         for digest in digests:
-            with contextlib.suppress(KeyNotFoundError):
-                await self.kv.delete(identity_key(digest))
+            with contextlib.suppress(NotFoundError):
+                await self.identities.delete(digest)
             self.tokens.forget(digest)
         if doc:
             await directory.update(agent, tokens=[])

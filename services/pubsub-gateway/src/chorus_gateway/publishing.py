@@ -16,7 +16,6 @@ The per-sender lock only keeps one process from racing itself.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -26,8 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nats.js.api import DEFAULT_PREFIX, PubAck
-from nats.js.errors import NotFoundError as JsNotFoundError
+from nats.js.api import PubAck
 
 from chorus_common.backbeat import Operation, Phase, Tracker
 from chorus_common.bus import EVENTS_STREAM, Bus
@@ -168,42 +166,24 @@ async def find_stored(
     """
     subject = routes(env)[0]
     start = (since or datetime.now(UTC)) - SEARCH_MARGIN
-    request = {"start_time": start.isoformat(), "next_by_subj": subject}
     try:
-        reply = await bus.nc.request(
-            f"{DEFAULT_PREFIX}.STREAM.MSG.GET.{EVENTS_STREAM}",
-            json.dumps(request).encode(),
-            timeout=5,
-        )
-        answer = json.loads(reply.data)
-    except Exception as exc:
-        raise UnavailableError(f"cannot search {EVENTS_STREAM} for {env.id}: {exc!s}") from None
-    error = answer.get("error")
-    if error is not None:
-        if error.get("code") == 404:
-            return None  # nothing stored on that subject since
+        msg = await bus.stream_message_since(EVENTS_STREAM, subject, start)
+        digest = env.digest()
+        while msg is not None:
+            if msg.headers.get("Nats-Msg-Id") == env.id and msg.data:
+                try:
+                    stored = Envelope.decode(msg.data, max_bytes=len(msg.data))
+                except ChorusError:
+                    stored = None
+                if stored is not None and stored.sender == env.sender and stored.digest() == digest:
+                    findings = stored.redaction.findings if stored.redaction else None
+                    return PubAck(stream=EVENTS_STREAM, seq=msg.seq, duplicate=True), findings
+            msg = await bus.stream_message(EVENTS_STREAM, msg.seq + 1, subject)
+    except UnavailableError as exc:
         raise UnavailableError(
-            f"cannot search {EVENTS_STREAM} for {env.id}: {error.get('description')}"
-        )
-    seq: int = answer["message"]["seq"]
-    digest = env.digest()
-    while True:
-        try:
-            msg = await bus.js.get_msg(EVENTS_STREAM, seq=seq, subject=subject, next=True)
-        except JsNotFoundError:
-            return None
-        except Exception as exc:
-            raise UnavailableError(f"cannot search {EVENTS_STREAM} for {env.id}: {exc!s}") from None
-        assert msg.seq is not None
-        if (msg.headers or {}).get("Nats-Msg-Id") == env.id and msg.data:
-            try:
-                stored = Envelope.decode(msg.data, max_bytes=len(msg.data))
-            except ChorusError:
-                stored = None
-            if stored is not None and stored.sender == env.sender and stored.digest() == digest:
-                findings = stored.redaction.findings if stored.redaction else None
-                return PubAck(stream=EVENTS_STREAM, seq=msg.seq, duplicate=True), findings
-        seq = msg.seq + 1
+            f"cannot search {EVENTS_STREAM} for {env.id}: {exc.detail}"
+        ) from None
+    return None
 
 
 def _follows_refused(sender: str, seq: int, refused: int) -> FeedGapError:

@@ -57,17 +57,14 @@ class GatewayService(Service):
                 return "rate limits kept in this process (set CHORUS_REDIS_URL to share them)"
 
             self.health.add("rate_limits", memory_limits, critical=False)
-        self.directory = self.provide(await AgentDirectory.open(self.bus.js))
-        self.feeds = await FeedIndex.open(self.bus.nc, self.bus.js)
+        self.directory = self.provide(await AgentDirectory.open(self.bus))
+        self.feeds = await FeedIndex.open(self.bus)
         self.hub = self.provide(SubscriberHub(self.bus))
         self.auditor = self.provide(
             FeedAuditor(self.bus, self.directory, s.gateway_verify_scan_max)
         )
 
-        async def publish_audit(subject: str, data: bytes) -> object:
-            return await self.bus.js.publish(subject, data, timeout=5)
-
-        self.provide(enrolment.Enrolment(self.tokens, self.directory, publish_audit, s.node_id))
+        self.provide(enrolment.Enrolment(self.bus, self.tokens, self.directory, s.node_id))
         self.publisher = self.provide(
             Publisher(
                 self.bus,

@@ -32,7 +32,6 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -346,25 +345,17 @@ class Subscriber:
                 f"replay (from_seq/since) needs a subject filter inside the CHORUS_EVENTS stream "
                 f"({', '.join(STREAM_EVENTS_SUBJECTS)}); {self.filter!r} is not"
             )
-        if from_seq is not None:
-            config = ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=from_seq
-            )
-        else:
-            assert since is not None
-            config = ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since
-            )
+        assert from_seq is not None or since is not None
 
         async def on_msg(msg: Msg) -> None:
             self.offer(Delivered(msg.subject, msg.data, msg.metadata.sequence.stream))
 
-        self._replay = await bus.js.subscribe(
+        self._replay = await bus.replay(
             self.filter,
+            on_msg,
             stream=EVENTS_STREAM,
-            ordered_consumer=True,
-            config=config,
-            cb=on_msg,
+            start_seq=from_seq,
+            start_time=since if from_seq is None else None,
             pending_msgs_limit=HUB_PENDING_MSGS,
             pending_bytes_limit=HUB_PENDING_BYTES,
         )
@@ -408,9 +399,9 @@ class SubscriberHub:
             sub.on_drop = self._forget
             for root in ENVELOPE_SUBJECTS:
                 if root not in self._roots and filters_overlap(sub.filter, root):
-                    self._roots[root] = await self.bus.nc.subscribe(
+                    self._roots[root] = await self.bus.tap(
                         root,
-                        cb=self._on_msg,
+                        self._on_msg,
                         pending_msgs_limit=HUB_PENDING_MSGS,
                         pending_bytes_limit=HUB_PENDING_BYTES,
                     )

@@ -19,8 +19,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from nats.js.api import ConsumerConfig, DeliverPolicy
-
 from chorus_common.bus import EVENTS_STREAM, Bus
 from chorus_common.envelopes import Envelope
 from chorus_common.errors import EnvelopeError, RequestInvalidError
@@ -184,20 +182,13 @@ class FeedAuditor:
 
     async def _extend(self, audit: FeedAudit, agent: str, limit: int) -> tuple[int, bool]:
         """Read stream messages after the audit's cursor; (messages read, reached the end)."""
-        last = (await self.bus.js.stream_info(EVENTS_STREAM)).state.last_seq
+        last = await self.bus.stream_last_seq(EVENTS_STREAM)
         if last <= audit.cursor:
             return 0, True
         end = min(last, audit.cursor + self.scan_max)
         needle = agent.encode()
         scanned = entries = 0
-        sub = await self.bus.js.subscribe(
-            "chorus.>",
-            stream=EVENTS_STREAM,
-            ordered_consumer=True,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=audit.cursor + 1
-            ),
-        )
+        sub = await self.bus.replay("chorus.>", stream=EVENTS_STREAM, start_seq=audit.cursor + 1)
         try:
             while audit.cursor < end and entries < limit:
                 msg = await sub.next_msg(timeout=5)

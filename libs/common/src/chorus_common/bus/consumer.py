@@ -123,7 +123,9 @@ class Consumer:
             "idle_heartbeat": int(PULL_HEARTBEAT * 1e9),
         }
         try:
-            await self.bus.client.publish(self._next, json.dumps(request).encode(), reply=self._inbox)
+            await self.bus.client.publish(
+                self._next, json.dumps(request).encode(), reply=self._inbox
+            )
         except Exception as exc:  # closed or not yet reconnected: the watchdog asks again
             log.debug("pull request on %s not sent: %s", self.name, exc)
             self._due = time.monotonic() + PULL_RETRY

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 import nats
@@ -25,7 +26,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 
@@ -571,6 +572,23 @@ class Bus:
             time=msg.time,
         )
 
+    async def stream_message_since(
+        self, stream: str, subject: str, since: datetime
+    ) -> StoredMessage | None:
+        """The first message on ``subject`` stored at or after ``since``, or None."""
+        request = {"start_time": since.isoformat(), "next_by_subj": subject}
+        with bus_errors(f"search {stream} for {subject}"):
+            reply = await self.client.request(
+                f"{DEFAULT_PREFIX}.STREAM.MSG.GET.{stream}", json.dumps(request).encode(), timeout=5
+            )
+        answer = json.loads(reply.data)
+        error = answer.get("error")
+        if error is not None:
+            if error.get("code") == 404:
+                return None
+            raise UnavailableError(f"cannot search {stream}: {error.get('description')}")
+        return await self.stream_message(stream, int(answer["message"]["seq"]), next=False)
+
     async def stream_last_seq(self, stream: str) -> int:
         """The sequence of the last message ``stream`` holds (0 when empty)."""
         with bus_errors(f"read the state of {stream}"):
@@ -579,7 +597,7 @@ class Bus:
     async def replay(
         self,
         subject_filter: str,
-        cb: Callable[[Msg], Awaitable[None]],
+        cb: Callable[[Msg], Awaitable[None]] | None = None,
         *,
         stream: str = EVENTS_STREAM,
         start_seq: int | None = None,
@@ -589,7 +607,8 @@ class Bus:
     ) -> Subscription:
         """Deliver ``stream``'s messages on ``subject_filter`` in order to ``cb`` — all of
         them, from ``start_seq`` or from ``start_time`` — then live ones, through an
-        ordered consumer the server forgets when the subscription ends."""
+        ordered consumer the server forgets when the subscription ends. Without ``cb``
+        the caller takes them one by one with ``next_msg``."""
         if start_seq is not None:
             config = ConsumerConfig(
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq
@@ -601,6 +620,8 @@ class Bus:
         else:
             config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
         options: dict[str, Any] = {}
+        if cb is not None:
+            options["cb"] = cb
         if pending_msgs_limit is not None:
             options["pending_msgs_limit"] = pending_msgs_limit
         if pending_bytes_limit is not None:
@@ -611,7 +632,6 @@ class Bus:
                 stream=stream,
                 ordered_consumer=True,
                 config=config,
-                cb=cb,
                 **options,
             )
 
