@@ -9,51 +9,69 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable
 
-from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
+from pydantic import BaseModel
 
 from chorus_backbeat.clock import BeatClock
 from chorus_backbeat.metrics import BackbeatMetrics
 from chorus_backbeat.settings import BackbeatSettings
+from chorus_backbeat.topics import BEATS
 from chorus_backbeat.view import BeatView
 from chorus_common.aio import cancel_and_wait
 from chorus_common.backbeat import BeatFrame, beat_phase, utc, window_id
-from chorus_common.errors import RequestInvalidError
+from chorus_common.bus import Bucket, Bus, bus_errors
+from chorus_common.errors import ConflictError, RequestInvalidError
 from chorus_common.leadership import LeaderLease
 from chorus_common.service_signing import ServiceSigner
-from chorus_common.subjects import BACKBEAT_BEAT
+from chorus_common.topology import BUCKET_ELECTION
 
-__all__ = ["CLOCK_KEY", "ClusterClock", "Pulse"]
+__all__ = ["CLOCK_KEY", "ClockDocument", "ClusterClock", "Pulse"]
 
 #: the key of the cluster's clock in the election bucket (chorus_common.nats_auth lets
 #: backbeat write it)
 CLOCK_KEY = "backbeat.clock"
 
 
+class ClockDocument(BaseModel):
+    """The clock as stored under :data:`CLOCK_KEY`: ``{"epoch", "tempo_bpm", "base_index"}``
+    (a :class:`BeatClock`'s fields, as every replica has written them)."""
+
+    epoch: float
+    tempo_bpm: float
+    base_index: int = 0
+
+    @classmethod
+    def of(cls, clock: BeatClock) -> ClockDocument:
+        return cls(epoch=clock.epoch, tempo_bpm=clock.tempo_bpm, base_index=clock.base_index)
+
+    def clock(self) -> BeatClock:
+        return BeatClock(self.epoch, self.tempo_bpm, self.base_index)
+
+
 class ClusterClock:
     """The one :class:`BeatClock` of the cluster, kept under :data:`CLOCK_KEY`."""
 
-    def __init__(self, kv: KeyValue, tempo_bpm: float) -> None:
-        self.kv = kv
+    def __init__(self, bucket: Bucket[ClockDocument], tempo_bpm: float) -> None:
+        self.bucket = bucket
         #: the tempo a cluster starts at, if nobody has created the clock yet
         self.tempo_bpm = tempo_bpm
 
+    @classmethod
+    def open(cls, bus: Bus, tempo_bpm: float) -> ClusterClock:
+        """The clock in the election bucket of ``bus``."""
+        return cls(bus.bucket(BUCKET_ELECTION, ClockDocument), tempo_bpm)
+
     async def read(self) -> tuple[BeatClock, int | None]:
         """The clock and its revision; created (revision None) if nobody has yet."""
-        try:
-            entry = await self.kv.get(CLOCK_KEY)
-            doc = json.loads(entry.value or b"{}")
-            return BeatClock(doc["epoch"], doc["tempo_bpm"], doc["base_index"]), entry.revision
-        except KeyNotFoundError:
-            clock = BeatClock(time.time(), self.tempo_bpm, 0)
-            with contextlib.suppress(Exception):
-                await self.kv.create(CLOCK_KEY, json.dumps(clock.__dict__).encode())
-            return clock, None
+        found = await self.bucket.get(CLOCK_KEY)
+        if found is not None:
+            return found.value.clock(), found.revision
+        clock = BeatClock(time.time(), self.tempo_bpm, 0)
+        with contextlib.suppress(Exception):
+            await self.bucket.create(CLOCK_KEY, ClockDocument.of(clock))
+        return clock, None
 
     async def set_tempo(self, tempo: float, next_index: Callable[[], int]) -> BeatClock:
         """Change the tempo; the beat index goes on from ``next_index()`` at the least."""
@@ -63,13 +81,11 @@ class ClusterClock:
             new = BeatClock(new.epoch, new.tempo_bpm, max(new.base_index, next_index()))
             try:
                 if revision is None:
-                    await self.kv.create(CLOCK_KEY, json.dumps(new.__dict__).encode())
+                    await self.bucket.create(CLOCK_KEY, ClockDocument.of(new))
                 else:
-                    await self.kv.update(
-                        CLOCK_KEY, json.dumps(new.__dict__).encode(), last=revision
-                    )
+                    await self.bucket.update(CLOCK_KEY, ClockDocument.of(new), revision)
                 return new
-            except KeyWrongLastSequenceError:
+            except ConflictError:
                 continue
         raise RequestInvalidError("the tempo is being changed concurrently; try again")
 
@@ -85,7 +101,7 @@ class Pulse:
         clock: ClusterClock,
         lease: LeaderLease,
         view: BeatView,
-        js: JetStreamContext,
+        bus: Bus,
         signer: ServiceSigner,
     ) -> None:
         self.settings = settings
@@ -93,7 +109,7 @@ class Pulse:
         self.clock = clock
         self.lease = lease
         self.view = view
-        self.js = js
+        self.bus = bus
         self.signer = signer
         self.frames_published = 0
         self._task: asyncio.Task[None] | None = None
@@ -147,14 +163,15 @@ class Pulse:
         )
         self.lease.require_term(term)  # a demoted pulse must not speak
         body = frame.model_dump_json().encode()
+        subject = BEATS.subject()
         # the beat id de-duplicates a frame two leaders might both try to publish
-        await self.js.publish(
-            BACKBEAT_BEAT,
-            body,
-            headers={
-                "Nats-Msg-Id": f"beat-{cluster}-{index}",
-                **self.signer.sign_headers(BACKBEAT_BEAT, body),
-            },
-            timeout=1,
-        )
+        headers = {
+            "Nats-Msg-Id": f"beat-{cluster}-{index}",
+            **self.signer.sign_headers(subject, body),
+        }
+        # TODO(bus): Bus.record(subject, data, *, headers=..., timeout=...) — store signed
+        # bytes with their headers (signature, Nats-Msg-Id) and wait for JetStream's ack;
+        # record takes no headers, and a core publish_raw would not wait for the ack
+        with bus_errors(f"publish on {subject}"):
+            await self.bus.jetstream.publish(subject, body, headers=headers, timeout=1)
         self.frames_published += 1

@@ -18,11 +18,11 @@ from chorus_backbeat.app import router
 from chorus_backbeat.metrics import BackbeatMetrics
 from chorus_backbeat.pulse import CLOCK_KEY, ClusterClock, Pulse
 from chorus_backbeat.settings import BackbeatSettings
-from chorus_backbeat.view import BAR_SUBJECT, BeatView
+from chorus_backbeat.topics import BAR_SUBJECT, BARS
+from chorus_backbeat.view import BeatView
 from chorus_common.leadership import LeaderLease
 from chorus_common.service import Service
 from chorus_common.service_signing import ServiceSigner, ServiceVerifier
-from chorus_common.topology import BUCKET_ELECTION, BUCKET_REGISTRY
 
 __all__ = ["BAR_SUBJECT", "CLOCK_KEY", "BackbeatService", "BackbeatSettings"]
 
@@ -44,17 +44,17 @@ class BackbeatService(Service):
 
     async def setup(self) -> None:
         s = self.settings
-        clock = ClusterClock(await self.bus.js.key_value(BUCKET_ELECTION), s.backbeat_tempo_bpm)
-        signer = await ServiceSigner.open(
-            await self.bus.js.key_value(BUCKET_REGISTRY), self.name, s.node_id, s.data_dir
-        )
+        clock = ClusterClock.open(self.bus, s.backbeat_tempo_bpm)
+        signer = await ServiceSigner.open(self.bus, self.name, s.node_id, s.data_dir)
         # the service's tracker (Service.tracker) follows the same frames and counts each
         # forged one in chorus_bus_forged_total; this verifier refuses them uncounted, so a
         # forgery is counted once per process
-        verifier = ServiceVerifier(await self.bus.js.key_value(BUCKET_REGISTRY))
+        verifier = await ServiceVerifier.open(self.bus)
+        verifier.counter = None
         await clock.read()  # create the cluster's clock if nobody has yet
         self.lease = await LeaderLease.open(
-            self.bus.js,
+            # TODO(bus): LeaderLease.open(bus, ...) — it takes the raw JetStream context
+            self.bus.jetstream,
             "backbeat",
             s.node_id,
             ttl=s.backbeat_lease_ttl_seconds,
@@ -70,7 +70,7 @@ class BackbeatService(Service):
                 verifier=verifier,
                 signer=signer,
                 lease=self.lease,
-                publish=self.bus.publish_core,
+                publish=self.bus.topic(BARS).publish_raw,
                 heartbeat=self.tracker.heartbeat,
             )
         )
@@ -81,11 +81,11 @@ class BackbeatService(Service):
                 clock=clock,
                 lease=self.lease,
                 view=self.view,
-                js=self.bus.js,
+                bus=self.bus,
                 signer=signer,
             )
         )
-        await self.view.start(self.bus.nc)
+        await self.view.start(self.bus)
         self.pulse.start()
 
     async def teardown(self) -> None:

@@ -11,22 +11,19 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-
 from chorus_backbeat.budgets import AgentWatch, BarTally, OperationBook
 from chorus_backbeat.metrics import BackbeatMetrics
 from chorus_backbeat.settings import BackbeatSettings
+from chorus_backbeat.topics import BAR_SUBJECT, BEATS, CLAIM_SUBJECTS, STATUS_CLAIMS
 from chorus_common.backbeat import BarReport, BeatFrame, HybridLogicalClock, StatusClaim
+from chorus_common.bus import Bus, Received
 from chorus_common.leadership import LeaderLease
 from chorus_common.service_signing import ForgedKind, ServiceSigner, ServiceVerifier
-from chorus_common.subjects import BACKBEAT_BEAT
 
 __all__ = ["BAR_SUBJECT", "CLAIM_SUBJECTS", "BeatView"]
 
-BAR_SUBJECT = "chorus.backbeat.bar"
-CLAIM_SUBJECTS = "chorus.backbeat.status.*"
-
+#: publishes bytes already signed over: ``(subject, data, headers)``
+#: (:meth:`chorus_common.bus.Topic.publish_raw` of :data:`chorus_backbeat.topics.BARS`)
 Publish = Callable[..., Coroutine[Any, Any, None]]
 
 
@@ -35,7 +32,7 @@ class BeatView:
 
     ``verifier`` refuses frames no registered backbeat replica signed; ``heartbeat``
     reports this replica on the beat (it is an agent too); bar reports go out through
-    ``publish`` (core NATS), signed by ``signer``, while ``lease`` says this replica leads.
+    ``publish`` (core NATS, kept by the ``CHORUS_BACKBEAT`` stream), signed by ``signer``, while ``lease`` says this replica leads.
     """
 
     def __init__(
@@ -69,26 +66,23 @@ class BeatView:
         self.bar: BarTally | None = None
         self._subs: list[Any] = []
 
-    async def start(self, nc: NatsClient) -> None:
+    async def start(self, bus: Bus) -> None:
         """Follow the beat frames and the status claims."""
-        self._subs.append(await nc.subscribe(BACKBEAT_BEAT, cb=self.on_frame))
-        self._subs.append(await nc.subscribe(CLAIM_SUBJECTS, cb=self.on_claim))
+        self._subs.append(await bus.topic(BEATS).subscribe(self.on_frame))
+        self._subs.append(await bus.topic(STATUS_CLAIMS).subscribe(self.on_claim))
 
     async def stop(self) -> None:
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def on_frame(self, msg: Msg) -> None:
+    async def on_frame(self, msg: Received[BeatFrame]) -> None:
         signer = await self.verifier.check_detached(
             ForgedKind.BEAT, self.service, msg.subject, msg.data, msg.headers
         )
         if signer is None:
             return  # forged (counted), or a copy already taken
-        try:
-            frame = BeatFrame.model_validate_json(msg.data)
-        except ValueError:
-            return
+        frame = msg.value
         if frame.beat_index <= self.last_index:
             return
         self.last_index, self.tempo = frame.beat_index, frame.tempo_bpm
@@ -113,11 +107,8 @@ class BeatView:
                 self.publish(BAR_SUBJECT, body, headers=self.signer.sign_headers(BAR_SUBJECT, body))
             )
 
-    async def on_claim(self, msg: Msg) -> None:
-        try:
-            claim = StatusClaim.model_validate_json(msg.data)
-        except ValueError:
-            return
+    async def on_claim(self, msg: Received[StatusClaim]) -> None:
+        claim = msg.value
         pulse = max(self.last_index, 0)
         self.watch.apply(claim, pulse)
         if self.bar is not None:
