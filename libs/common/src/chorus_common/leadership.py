@@ -30,6 +30,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from chorus_common.aio import cancel_and_wait
+from chorus_common.bus import Bus
 from chorus_common.errors import ConflictError
 from chorus_common.topology import BUCKET_ELECTION
 
@@ -125,7 +126,9 @@ class LeaderLease:
     _takeover_at: float | None = None
 
     @classmethod
-    async def open(cls, js: object, scope: str, holder: str, **kwargs: object) -> LeaderLease:
+    async def open(cls, bus: object, scope: str, holder: str, **kwargs: object) -> LeaderLease:
+        """On a connected :class:`~chorus_common.bus.Bus` (or, in chorus_common, a JetStream)."""
+        js = bus.jetstream if isinstance(bus, Bus) else bus
         kv = await js.key_value(BUCKET_ELECTION)  # type: ignore[attr-defined]
         return cls(kv=kv, scope=scope, holder=holder, **kwargs)  # type: ignore[arg-type]
 

@@ -1,13 +1,16 @@
-"""NATS users and their subject permissions: the one declaration compose and Helm are built from.
+"""NATS users and their subject permissions: the machinery compose and Helm are built with.
 
 Each CHORUS service connects to NATS as its own user, allowed to publish and
 subscribe only on the subjects its code uses (ARCHITECTURE.md §2), so that a
 compromised or buggy service cannot, say, vote in the election, take the admin
-lease or rewrite the task board.  ``deploy/nats/generate.py`` renders
-:func:`render_authorization` into ``deploy/compose/nats-auth.conf`` and the
-Helm chart's ``files/nats-auth.conf``; a test runs the whole constellation under
-these users, so a subject a service starts using without being listed here
-fails that test instead of failing in production.
+lease or rewrite the task board.  This module holds what such a user is
+(:class:`NatsUser`, :func:`service_user`), the subjects it is built from and how a
+list of users is rendered; which users exist is the application's to declare
+(``chorus_cli.nats_users``, one per service of its roster).  ``deploy/nats/generate.py``
+renders :func:`render_authorization` of those users into
+``deploy/compose/nats-auth.conf`` and the Helm chart's ``files/nats-auth.conf``; a
+test runs the whole constellation under them, so a subject a service starts using
+without being listed there fails that test instead of failing in production.
 
 Passwords never appear in a file: the block names them as nats-server
 environment references (``$CHORUS_NATS_PASSWORD_ELECTION``), which the server
@@ -36,32 +39,20 @@ from chorus_common.subjects import (
     BACKBEAT_BEAT,
     STREAM_EVENTS_SUBJECTS,
     backbeat_status_subject,
-    dht_rpc_subject,
-    election_subject,
     subject_matches,
 )
 from chorus_common.topology import (
-    AUDIT_SUBJECT_PREFIX,
     BUCKET_ELECTION,
-    BUCKET_FEEDS,
-    BUCKET_HAP_SESSIONS,
-    BUCKET_LEASES,
     BUCKET_REGISTRY,
-    BUCKET_TASKS,
 )
 
 __all__ = [
-    "ADMIN",
-    "AGENT",
-    "BACKBEAT",
-    "COORDINATOR",
-    "DHT",
-    "ELECTION",
-    "HAP",
-    "LICENSING",
-    "PUBSUB_GATEWAY",
-    "SERVICE_USERS",
-    "USERS",
+    "ENVELOPES",
+    "HEADER",
+    "INBOX",
+    "JETSTREAM",
+    "JETSTREAM_DENY",
+    "LICENSE_REQUESTS",
     "NatsUser",
     "client_env",
     "kv",
@@ -72,6 +63,8 @@ __all__ = [
     "render_authorization",
     "render_user_index",
     "service_identity",
+    "service_user",
+    "unique_subjects",
 ]
 
 #: each user's password comes from this environment variable of nats-server
@@ -164,7 +157,7 @@ class NatsUser:
         return any(subject_matches(a, subject) for a in self.subscribe)
 
 
-def _service(
+def service_user(
     name: str,
     purpose: str,
     *,
@@ -185,128 +178,23 @@ def _service(
     return NatsUser(
         name=name,
         purpose=purpose,
-        publish=_unique([*base_publish, *publish]),
-        subscribe=_unique([INBOX, *micro_subjects(name), BACKBEAT_BEAT, *subscribe]),
+        publish=unique_subjects([*base_publish, *publish]),
+        subscribe=unique_subjects([INBOX, *micro_subjects(name), BACKBEAT_BEAT, *subscribe]),
         publish_deny=JETSTREAM_DENY,
         allow_responses=True,
     )
 
 
-def _unique(items: Iterable[str]) -> tuple[str, ...]:
+def unique_subjects(items: Iterable[str]) -> tuple[str, ...]:
     """Keep order, drop repeats and subjects another entry's wildcard already covers."""
     kept = tuple(dict.fromkeys(items))
     return tuple(s for s in kept if not any(o != s and subject_matches(o, s) for o in kept))
 
 
-ADMIN = NatsUser(
-    name="admin",
-    purpose="operators: the nats CLI, `chorus tail`, maintenance; every subject",
-    unrestricted=True,
-)
-
-LICENSING = _service(
-    "licensing",
-    "seat leases in chorus-leases; answers the license gate on chorus.svc.licensing.*",
-    publish=[kv(BUCKET_LEASES)],
-    licensed=False,
-)
-
-ELECTION = _service(
-    "election",
-    "candidacies, heartbeats and outcomes on chorus.election.*; holds the admin lease",
-    publish=[election_subject("*"), leader_lease("admin"), service_identity("election")],
-    subscribe=[election_subject("*")],
-)
-
-PUBSUB_GATEWAY = _service(
-    "pubsub-gateway",
-    "publishes verified envelopes, streams chorus.> to HTTP clients, keeps keys and feed "
-    "heads, enrols agents (identity, challenge and enrolment keys) and audits it",
-    publish=[
-        *ENVELOPES,
-        kv(BUCKET_REGISTRY, "agent.>"),
-        kv(BUCKET_REGISTRY, "feed.>"),
-        kv(BUCKET_FEEDS),
-        kv(BUCKET_REGISTRY, "identity.>"),
-        kv(BUCKET_REGISTRY, "challenge.>"),
-        kv(BUCKET_REGISTRY, "enrolment.>"),
-        f"{AUDIT_SUBJECT_PREFIX}.>",
-    ],
-    subscribe=["chorus.>"],
-)
-
-DHT = _service(
-    "dht",
-    "node RPC on chorus.dht.rpc.* and announcements; registers role keys",
-    publish=[dht_rpc_subject("*"), "chorus.dht.announce", kv(BUCKET_REGISTRY, "role.>")],
-    subscribe=[dht_rpc_subject("*"), "chorus.dht.announce"],
-)
-
-COORDINATOR = _service(
-    "coordinator",
-    "the task board in chorus-tasks, its own leader lease, coordination envelopes",
-    publish=[
-        *ENVELOPES,
-        kv(BUCKET_TASKS),
-        leader_lease("coordinator"),
-        service_identity("coordinator"),
-    ],
-)
-
-BACKBEAT = _service(
-    "backbeat",
-    "the pulse and bar reports on chorus.backbeat.*; the beat clock and its leader lease",
-    # ``backbeat.clock`` is chorus_backbeat.service.CLOCK_KEY (a test keeps them equal)
-    publish=[
-        "chorus.backbeat.>",
-        leader_lease("backbeat"),
-        kv(BUCKET_ELECTION, "backbeat.clock"),
-        service_identity("backbeat"),
-    ],
-    subscribe=["chorus.backbeat.>"],
-)
-
-HAP = _service(
-    "hap",
-    "people's signed envelopes and directory entries, web sessions; reads chorus.> for the feed",
-    publish=[
-        *ENVELOPES,
-        kv(BUCKET_REGISTRY, "agent.>"),
-        kv(BUCKET_HAP_SESSIONS),
-        "chorus.svc.licensing.health",
-    ],
-    subscribe=["chorus.>"],
-)
-
-AGENT = NatsUser(
-    name="agent",
-    purpose=(
-        "SDK agents on the bus (chorus_common.agent.Agent): envelopes, their directory entry, "
-        "task calls to the coordinator; agents using the gateway's HTTP API need no NATS user"
-    ),
-    publish=_unique(
-        [
-            *JETSTREAM,
-            *ENVELOPES,
-            kv(BUCKET_REGISTRY, "agent.>"),
-            "chorus.svc.coordinator.>",
-            backbeat_status_subject("*"),
-        ]
-    ),
-    subscribe=_unique([INBOX, *ENVELOPES, BACKBEAT_BEAT]),
-    publish_deny=JETSTREAM_DENY,
-)
-
-#: the NATS user of each service, by service name (the keys of ``processes.SERVICE_MODULES``)
-SERVICE_USERS: dict[str, NatsUser] = {
-    u.name: u for u in (LICENSING, ELECTION, PUBSUB_GATEWAY, DHT, COORDINATOR, BACKBEAT, HAP)
-}
-#: every user in the rendered configuration, in its order
-USERS: tuple[NatsUser, ...] = (ADMIN, *SERVICE_USERS.values(), AGENT)
-
+#: the first lines of a rendered file; ``{source}`` names where its users are declared
 HEADER = (
     "# NATS users and subject permissions of the CHORUS constellation.\n"
-    "# Generated from libs/common/src/chorus_common/nats_auth.py by deploy/nats/generate.py;\n"
+    "# Generated from {source} by deploy/nats/generate.py;\n"
     "# do not edit. Passwords are nats-server environment variables ($CHORUS_NATS_PASSWORD_*).\n"
 )
 
@@ -333,18 +221,19 @@ def _render_user(user: NatsUser) -> list[str]:
     return lines
 
 
-def render_authorization(users: Iterable[NatsUser] = USERS) -> str:
-    """The nats-server ``authorization { users = [...] }`` block, for a file ``include``d by nats.conf."""
-    lines = [HEADER.rstrip("\n"), "authorization {", "  users = ["]
+def render_authorization(users: Iterable[NatsUser], source: str) -> str:
+    """The nats-server ``authorization { users = [...] }`` block of ``users`` (declared in
+    ``source``, named in the header), for a file ``include``d by nats.conf."""
+    lines = [HEADER.format(source=source).rstrip("\n"), "authorization {", "  users = ["]
     for user in users:
         lines += _render_user(user)
     lines += ["  ]", "}"]
     return "\n".join(lines) + "\n"
 
 
-def render_user_index(users: Iterable[NatsUser] = USERS) -> str:
-    """YAML ``users: {name: password env}`` for the Helm chart's Secret and NATS pod env."""
-    lines = [HEADER.rstrip("\n"), "users:"]
+def render_user_index(users: Iterable[NatsUser], source: str) -> str:
+    """YAML ``users: {name: password env}`` of ``users`` for the Helm chart's Secret and NATS pod env."""
+    lines = [HEADER.format(source=source).rstrip("\n"), "users:"]
     lines += [f"  {u.name}: {u.password_env}" for u in users]
     return "\n".join(lines) + "\n"
 
@@ -360,7 +249,7 @@ def new_password(length: int = 32) -> str:
     return first + "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length - 1))
 
 
-def new_passwords(users: Iterable[NatsUser] = USERS) -> dict[str, str]:
+def new_passwords(users: Iterable[NatsUser]) -> dict[str, str]:
     """Fresh passwords for every user, by environment variable (for nats-server's environment)."""
     return {u.password_env: new_password() for u in users}
 

@@ -4,6 +4,11 @@ Services run as separate processes (as in production), each in its own session
 so a stray child never outlives the run. Tests exec a fresh ``python -m`` per
 service; `chorus up` instead forks each service from its own process after
 importing the stack every service shares once (see ``preload_service_stack``).
+
+Which services exist is not this library's to know: the application's roster
+(``chorus_cli.roster``) names each service's module, and a ServiceProcess given
+only a service name finds its module among the ``chorus.services`` entry points
+every service package declares (``pubsub-gateway = "chorus_gateway"``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import NoReturn, Protocol
 
@@ -29,24 +36,34 @@ import httpx
 from chorus_common.natsserver import wait_stopped
 
 __all__ = [
-    "SERVICE_MODULES",
+    "SERVICE_ENTRY_POINTS",
     "ChildProcess",
     "ForkedProcess",
     "ServiceProcess",
     "die_with_parent",
+    "installed_services",
     "preload_service_stack",
+    "service_module",
 ]
 
-#: service name → python module; the order is the start order of `chorus up`.
-SERVICE_MODULES: dict[str, str] = {
-    "licensing": "chorus_licensing",
-    "election": "chorus_election",
-    "pubsub-gateway": "chorus_gateway",
-    "dht": "chorus_dht",
-    "coordinator": "chorus_coordinator",
-    "backbeat": "chorus_backbeat",
-    "hap": "chorus_hap",
-}
+#: the entry-point group in which each service package names its module
+#: (``[project.entry-points."chorus.services"]`` in its pyproject.toml)
+SERVICE_ENTRY_POINTS = "chorus.services"
+
+
+@cache
+def installed_services() -> dict[str, str]:
+    """Service name → python module, for every installed package declaring one."""
+    return {ep.name: ep.value for ep in entry_points(group=SERVICE_ENTRY_POINTS)}
+
+
+def service_module(service: str) -> str:
+    """The python module of ``service``, from the ``chorus.services`` entry points."""
+    try:
+        return installed_services()[service]
+    except KeyError:
+        known = ", ".join(sorted(installed_services())) or "none"
+        raise LookupError(f"unknown service {service!r} (installed: {known})") from None
 
 
 def die_with_parent() -> None:
@@ -186,10 +203,13 @@ class ServiceProcess:
     fork: bool = False
     proc: ChildProcess | None = None
     started_at: float = field(default=0.0)
+    #: the python module run as ``python -m``; empty: the service's ``chorus.services``
+    #: entry point (the application's roster passes it)
+    module: str = ""
 
-    @property
-    def module(self) -> str:
-        return SERVICE_MODULES[self.service]
+    def __post_init__(self) -> None:
+        if not self.module:
+            self.module = service_module(self.service)
 
     @property
     def url(self) -> str:

@@ -169,7 +169,7 @@ class Participant:
 
     async def start(self) -> None:
         self.lease = await LeaderLease.open(
-            self.bus.jetstream,
+            self.bus,
             "admin",
             self.node_id,
             ttl=self.timings.lease_ttl,
@@ -526,7 +526,9 @@ class Participant:
         with contextlib.suppress(Exception):
             subject = election_subject(event)
             data = json.dumps({**body, "at": time.time()}).encode()
-            await self.bus.jetstream.publish(subject, data, timeout=1, headers=self._sign(subject, data))
+            await self.bus.jetstream.publish(
+                subject, data, timeout=1, headers=self._sign(subject, data)
+            )
 
     async def _elected(self, term: int) -> None:
         now = time.monotonic()
