@@ -10,14 +10,13 @@ import pytest
 from chorus_common.bus import Bus
 from chorus_common.testing import wait_until
 from chorus_common.topology import BUCKET_TASKS
-from chorus_coordinator.board import TaskBoard
+from chorus_coordinator.board import TaskBoard, tasks_bucket
 from chorus_coordinator.board_view import BoardView
 
 
 @pytest.fixture
 async def view(bus_client: Bus) -> AsyncIterator[BoardView]:
-    kv = await bus_client.js.key_value(BUCKET_TASKS)
-    view = BoardView(kv, stale_after=1.0)
+    view = BoardView(tasks_bucket(bus_client), stale_after=1.0)
     await view.start()
     yield view
     await view.stop()
@@ -25,7 +24,7 @@ async def view(bus_client: Bus) -> AsyncIterator[BoardView]:
 
 async def other_board(bus: Bus) -> TaskBoard:
     """A writer that is not the view's replica (another coordinator, say)."""
-    return TaskBoard(bus.nc, await bus.js.key_value(BUCKET_TASKS), claim_ttl=60)
+    return TaskBoard(tasks_bucket(bus), claim_ttl=60)
 
 
 def task(n: int) -> dict[str, object]:
@@ -48,10 +47,10 @@ async def test_follows_another_writer_and_keeps_only_live_work(
 
     want = {"open": 11, "claimed": 5, "completed": 14}
     await wait_until(lambda: view.counts() == want, timeout=10, message=f"{want}")
-    assert sorted(t["id"] for t in view.tasks()) == sorted(
+    assert sorted(t.id for t in view.tasks()) == sorted(
         [f"t{n}" for n in range(16, 30)] + ["t10", "t11"]
     )
-    assert all(t["status"] != "completed" for t in view.tasks())
+    assert all(t.status != "completed" for t in view.tasks())
     assert view.load() == {"alice": 2, "bob": 3}
     assert (view.completed_by("alice"), view.completed_by("bob")) == (10, 4)
     assert view.failed_by("bob") == 1 and view.failed_by("alice") == 0
@@ -64,9 +63,7 @@ async def test_follows_another_writer_and_keeps_only_live_work(
 
 
 async def test_own_writes_show_at_once_and_count_once(bus_client: Bus, view: BoardView) -> None:
-    board = TaskBoard(
-        bus_client.nc, await bus_client.js.key_value(BUCKET_TASKS), 60, wrote=view.wrote
-    )
+    board = TaskBoard(tasks_bucket(bus_client), 60, wrote=view.wrote)
     await board.announce(task(1))
     await board.claim("t1", "alice")
     assert view.load() == {"alice": 1}  # no wait: the next assignment in a round sees it
@@ -84,8 +81,8 @@ async def test_heals_when_its_watch_consumer_is_lost(bus_client: Bus, view: Boar
     await wait_until(lambda: view.counts()["open"] == 1, timeout=10, message="first task")
     # the server loses the watch's consumer (as when the NATS node holding it dies)
     stream = f"KV_{BUCKET_TASKS}"
-    for info in await bus_client.js.consumers_info(stream):
-        await bus_client.js.delete_consumer(stream, info.name)
+    for info in await bus_client.jetstream.consumers_info(stream):
+        await bus_client.jetstream.delete_consumer(stream, info.name)
     for n in range(2, 6):
         await board.announce(task(n))
 
@@ -94,4 +91,4 @@ async def test_heals_when_its_watch_consumer_is_lost(bus_client: Bus, view: Boar
         return view.counts()["open"] == 5
 
     await wait_until(caught_up, timeout=30, message="view shows the tasks written after the loss")
-    assert sorted(t["id"] for t in view.tasks()) == ["t1", "t2", "t3", "t4", "t5"]
+    assert sorted(t.id for t in view.tasks()) == ["t1", "t2", "t3", "t4", "t5"]

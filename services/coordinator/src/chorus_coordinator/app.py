@@ -19,6 +19,7 @@ from chorus_common.service import problem_responses
 from chorus_coordinator.agents import AgentPool
 from chorus_coordinator.board import TASK_ID, TaskBoard
 from chorus_coordinator.coordination import Coordination
+from chorus_coordinator.documents import AgentAction
 from chorus_coordinator.metrics import CoordinatorMetrics
 from chorus_coordinator.sessions import Kind
 
@@ -66,12 +67,6 @@ class TaskIn(BaseModel):
     role: str | None = None
     priority: int = Field(default=3, ge=1, le=5)
     dependencies: list[str] = Field(default_factory=list)
-
-
-class AgentAction(BaseModel):
-    agent: str = Field(min_length=1)
-    progress: float = Field(default=0.0, ge=0, le=1)
-    success: bool = True
 
 
 # -- response documents -----------------------------------------------------------------------
@@ -196,7 +191,7 @@ class DependencyList(BaseModel):
 )
 async def create_task(task: TaskIn, coordination: Coord) -> dict[str, Any]:
     """Announce a task; cross-repository dependencies open coordination sessions."""
-    return await coordination.announce(task.model_dump())
+    return (await coordination.announce(task.model_dump())).model_dump()
 
 
 @router.get(
@@ -223,12 +218,15 @@ async def list_tasks(
         (
             t
             for t in await board.all()
-            if (status is None or t["status"] == status) and (after is None or t["id"] > after)
+            if (status is None or t.status == status) and (after is None or t.id > after)
         ),
-        key=lambda t: str(t["id"]),
+        key=lambda t: t.id,
     )
     page = tasks[:limit]
-    return {"tasks": page, "next": page[-1]["id"] if len(tasks) > limit else None}
+    return {
+        "tasks": [t.model_dump() for t in page],
+        "next": page[-1].id if len(tasks) > limit else None,
+    }
 
 
 @router.get(
@@ -239,7 +237,7 @@ async def list_tasks(
     response_model_exclude_unset=True,
 )
 async def get_task(board: Board, task_id: str = TaskId) -> dict[str, Any]:
-    return (await board.get(task_id))[0]
+    return (await board.get(task_id))[0].model_dump()
 
 
 @router.get(
@@ -269,7 +267,7 @@ async def claim(
     body: AgentAction, board: Board, metrics: Metrics, task_id: str = TaskId
 ) -> dict[str, Any]:
     try:
-        return await board.claim(task_id, body.agent)
+        return (await board.claim(task_id, body.agent)).model_dump()
     except ConflictError:
         metrics.conflicts.inc()
         raise
@@ -284,7 +282,7 @@ async def claim(
     response_model_exclude_unset=True,
 )
 async def progress(body: AgentAction, board: Board, task_id: str = TaskId) -> dict[str, Any]:
-    return await board.progress(task_id, body.agent, body.progress)
+    return (await board.progress(task_id, body.agent, body.progress)).model_dump()
 
 
 @router.post(
@@ -296,7 +294,7 @@ async def progress(body: AgentAction, board: Board, task_id: str = TaskId) -> di
     response_model_exclude_unset=True,
 )
 async def complete(body: AgentAction, board: Board, task_id: str = TaskId) -> dict[str, Any]:
-    return await board.complete(task_id, body.agent, body.success)
+    return (await board.complete(task_id, body.agent, body.success)).model_dump()
 
 
 # -- agents -----------------------------------------------------------------------------------

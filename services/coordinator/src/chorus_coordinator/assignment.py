@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from chorus_common.envelopes import MessageType
 from chorus_common.errors import ConflictError
@@ -13,6 +12,7 @@ from chorus_coordinator.agents import AgentPool
 from chorus_coordinator.board import TaskBoard
 from chorus_coordinator.board_view import BoardView
 from chorus_coordinator.coordination import Coordination
+from chorus_coordinator.documents import AgentEntry, TaskRecord
 from chorus_coordinator.metrics import CoordinatorMetrics
 from chorus_coordinator.voice import Voice
 
@@ -60,12 +60,12 @@ class Assigner:
                         {
                             "agent": "coordinator",
                             "status": "task released",
-                            "detail": f"{released['id']} returned to open: claim lease lapsed",
-                            "task_id": released["id"],
+                            "detail": f"{released.id} returned to open: claim lease lapsed",
+                            "task_id": released.id,
                         },
                     )
                 waiting = sorted(
-                    (t for t in tasks if t["status"] == "open"), key=lambda t: -t.get("priority", 3)
+                    (t for t in tasks if t.status == "open"), key=lambda t: -t.priority
                 )
                 # the registry is read only when there is something to assign: an idle
                 # board costs no registry scan (and no short-lived consumer) per round
@@ -78,23 +78,23 @@ class Assigner:
             except Exception:  # the bus may be away; the next round tries again
                 continue
 
-    async def _assign(self, task: dict[str, Any], term: int, live: list[dict[str, Any]]) -> None:
+    async def _assign(self, task: TaskRecord, term: int, live: list[AgentEntry]) -> None:
         cards = [c for c in await self.agents.candidates(task, live) if c["eligible"]]
         if not cards:
             return
         best = cards[0]
         self.lease.require_term(term)  # fencing: a demoted leader allocates nothing
         try:
-            claimed = await self.board.claim(task["id"], best["agent"], term=term)
+            claimed = await self.board.claim(task.id, best["agent"], term=term)
         except ConflictError:
             return
         self.metrics.assigned.inc()
-        announced = claimed["history"][0]["at"] if claimed.get("history") else time.time()
+        announced = claimed.history[0].at if claimed.history else time.time()
         self.metrics.assign_latency.observe(max(0.0, time.time() - announced))
         await self.voice.say(
             MessageType.WORK_ALLOCATION,
             {
-                "task_id": task["id"],
+                "task_id": task.id,
                 "agent": best["agent"],
                 "score": best["total"],
                 "term": term,

@@ -17,30 +17,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from pydantic import ValidationError
 
 from chorus_common.aio import cancel_and_wait
+from chorus_common.bus import Bucket
+from chorus_coordinator.board import PREFIX
+from chorus_coordinator.documents import TaskRecord
 
 __all__ = ["PREFIX", "BoardView"]
 
-PREFIX = "task."
+#: the operation of a watch entry whose key was deleted or purged (nats-py's KV_DEL, KV_PURGE)
+_GONE = ("DEL", "PURGE")
 
 
 @dataclass
 class _State:
-    active: dict[str, dict[str, Any]] = field(default_factory=dict)
+    active: dict[str, TaskRecord] = field(default_factory=dict)
     revisions: dict[str, int] = field(default_factory=dict)
     completed: int = 0
     completed_by: dict[str, int] = field(default_factory=dict)
     failed_by: dict[str, int] = field(default_factory=dict)
     watermark: int = 0  # the highest stream sequence the watch delivered
 
-    def apply(self, task_id: str, revision: int, doc: dict[str, Any] | None, local: bool) -> None:
+    def apply(self, task_id: str, revision: int, doc: TaskRecord | None, local: bool) -> None:
         if local and revision <= self.watermark:
             return  # the watch delivered this revision (or a later one) while the write was acked
         known = self.revisions.get(task_id)
@@ -52,14 +54,14 @@ class _State:
         if doc is None:  # deleted or purged
             self.revisions.pop(task_id, None)
             return
-        seen = len(before["history"]) if before else 0
-        for event in doc.get("history", [])[seen:]:
-            if event.get("event") == "failed" and event.get("agent"):
-                self.failed_by[event["agent"]] = self.failed_by.get(event["agent"], 0) + 1
-        if doc.get("status") == "completed":
+        seen = len(before.history) if before else 0
+        for event in doc.history[seen:]:
+            if event.event == "failed" and event.agent:
+                self.failed_by[event.agent] = self.failed_by.get(event.agent, 0) + 1
+        if doc.status == "completed":
             self.completed += 1
-            if doc.get("assignee"):
-                agent = doc["assignee"]
+            if doc.assignee:
+                agent = doc.assignee
                 self.completed_by[agent] = self.completed_by.get(agent, 0) + 1
             if local:
                 self.revisions[task_id] = revision  # until the watch delivers it
@@ -71,8 +73,10 @@ class _State:
 
 
 class BoardView:
-    def __init__(self, kv: KeyValue, *, stale_after: float = 10.0) -> None:
-        self.kv, self.stale_after = kv, stale_after
+    def __init__(self, tasks: Bucket[TaskRecord], *, stale_after: float = 10.0) -> None:
+        """``tasks``: the board's bucket (:func:`~chorus_coordinator.board.tasks_bucket`)."""
+        self.bucket, self.stale_after = tasks, stale_after
+        self._stream = f"KV_{tasks.name}"  # the stream behind the bucket
         self._state = _State()
         self._building: _State | None = None
         self._follower: asyncio.Task[None] | None = None
@@ -82,23 +86,23 @@ class BoardView:
 
     # -- what the coordinator reads ------------------------------------------------------------
 
-    def tasks(self) -> list[dict[str, Any]]:
+    def tasks(self) -> list[TaskRecord]:
         """Open and claimed tasks (completed ones are only counted)."""
         return list(self._state.active.values())
 
     def counts(self) -> dict[str, int]:
         active = self._state.active.values()
         return {
-            "open": sum(1 for t in active if t["status"] == "open"),
-            "claimed": sum(1 for t in active if t["status"] == "claimed"),
+            "open": sum(1 for t in active if t.status == "open"),
+            "claimed": sum(1 for t in active if t.status == "claimed"),
             "completed": self._state.completed,
         }
 
     def load(self) -> dict[str, int]:
         load: dict[str, int] = {}
         for t in self._state.active.values():
-            if t["status"] == "claimed" and t.get("assignee"):
-                load[t["assignee"]] = load.get(t["assignee"], 0) + 1
+            if t.status == "claimed" and t.assignee:
+                load[t.assignee] = load.get(t.assignee, 0) + 1
         return load
 
     def completed_by(self, agent: str) -> int:
@@ -107,11 +111,11 @@ class BoardView:
     def failed_by(self, agent: str) -> int:
         return self._state.failed_by.get(agent, 0)
 
-    def wrote(self, doc: dict[str, Any], revision: int) -> None:
+    def wrote(self, doc: TaskRecord, revision: int) -> None:
         """This replica wrote ``doc`` at ``revision``: show it now, before the watch does."""
         for state in (self._state, self._building):
             if state is not None:
-                state.apply(doc["id"], revision, doc, local=True)
+                state.apply(doc.id, revision, doc, local=True)
 
     # -- following the watch -------------------------------------------------------------------
 
@@ -125,7 +129,7 @@ class BoardView:
 
     async def check_fresh(self) -> bool:
         """Rebuild the view if its watch stopped delivering; True when it is current."""
-        last = (await self.kv.status()).stream_info.state.last_seq
+        last = await self.bucket.bus.stream_last_seq(self._stream)
         now = time.monotonic()
         if self._state.watermark >= last:
             self._behind = None
@@ -161,8 +165,10 @@ class BoardView:
 
     async def _watch_once(self) -> None:
         building = self._building = _State()
-        floor = (await self.kv.status()).stream_info.state.last_seq
-        watcher = await self.kv.watchall()
+        floor = await self.bucket.bus.stream_last_seq(self._stream)
+        # TODO(bus): Bucket.watch() — the bucket's live values then every change, with the
+        # end of the initial values marked; the watch is the one raw KeyValue use left
+        watcher = await (await self.bucket.kv()).watchall()
         try:
             async for entry in watcher:
                 if entry is None:  # the bucket as it was when the watch began is in
@@ -176,14 +182,12 @@ class BoardView:
                 state.watermark = max(state.watermark, entry.revision)
                 if not entry.key.startswith(PREFIX):
                     continue
-                doc: dict[str, Any] | None = None
-                if entry.operation not in (KV_DEL, KV_PURGE) and entry.value:
+                doc: TaskRecord | None = None
+                if entry.operation not in _GONE and entry.value:
                     try:
-                        doc = json.loads(entry.value)
-                    except ValueError:
+                        doc = TaskRecord.model_validate_json(entry.value)
+                    except ValidationError:
                         continue  # not a task document; the board never writes one
-                    if not isinstance(doc, dict) or "id" not in doc:
-                        continue
                 state.apply(entry.key.removeprefix(PREFIX), entry.revision, doc, local=False)
         finally:
             self._building = None

@@ -17,6 +17,7 @@ from chorus_common.envelopes import Envelope, MessageType, MetaDiscussion
 from chorus_common.service_signing import ServiceVerifier
 from chorus_coordinator.board import TaskBoard
 from chorus_coordinator.board_view import BoardView
+from chorus_coordinator.documents import TaskRecord
 from chorus_coordinator.metrics import CoordinatorMetrics
 from chorus_coordinator.rules import Dependency, DependencyRule, TaskView, detect
 from chorus_coordinator.sessions import Message, Session
@@ -58,7 +59,7 @@ class Coordination:
 
     # -- announcement -------------------------------------------------------------------------
 
-    async def announce(self, task: dict[str, Any]) -> dict[str, Any]:
+    async def announce(self, task: dict[str, Any]) -> TaskRecord:
         """Put ``task`` (a ``TaskIn``'s fields) on the board, say so, and open a session for
         every dependency on an open or claimed task of another repository."""
         doc = await self.board.announce(task)
@@ -85,15 +86,9 @@ class Coordination:
             tuple(task["labels"]),
         )
         known = [
-            TaskView(
-                f"{t.get('project', 'default')}:{t['id']}",
-                t["repository"],
-                t["title"],
-                t.get("description", ""),
-                tuple(t.get("labels", [])),
-            )
+            TaskView(f"{t.project}:{t.id}", t.repository, t.title, t.description, tuple(t.labels))
             for t in self.view.tasks()  # open and claimed: finished work needs no coordinating
-            if t["id"] != task["id"]
+            if t.id != task["id"]
         ]
         for dep in detect(new, known, self.rules):
             self.dependencies.append(dep)

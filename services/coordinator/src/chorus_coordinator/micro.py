@@ -1,18 +1,16 @@
 """The NATS micro endpoints agents call (``chorus.svc.coordinator.{claim,progress,complete}``).
 
-Each answers ``{"ok": true, "task": <the task>}`` or ``{"ok": false, "error": <problem>}``.
+A request is a :class:`~chorus_coordinator.documents.TaskRequest` (the REST body and the
+task's id); each answers ``{"ok": true, "task": <the task>}`` (:class:`TaskGranted`) or
+``{"ok": false, "error": <problem>}`` (:class:`TaskRefused`).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import nats.errors
 from nats.micro.request import Request as MicroRequest
+from pydantic import ValidationError
 
 from chorus_common.errors import (
     ChorusError,
@@ -21,48 +19,27 @@ from chorus_common.errors import (
     UnavailableError,
 )
 from chorus_common.service import MicroHandler
-from chorus_coordinator.board import TASK_ID, TaskBoard
+from chorus_coordinator.board import TaskBoard
+from chorus_coordinator.documents import TaskGranted, TaskRecord, TaskRefused, TaskRequest
 from chorus_coordinator.metrics import CoordinatorMetrics
 
-__all__ = ["TaskEndpoints"]
+__all__ = ["TaskEndpoints", "task_request"]
 
-Work = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Work = Callable[[TaskRequest], Awaitable[TaskRecord]]
 
 
-def _micro_body(data: bytes) -> dict[str, Any]:
-    """The JSON object of a micro request, or a 422 problem the agent can read."""
+def task_request(data: bytes) -> TaskRequest:
+    """The request, or a 422 problem the agent can read (where and what, as REST says it)."""
     try:
-        doc = json.loads(data or b"{}")
-    except (ValueError, RecursionError):
-        raise RequestInvalidError("the request is not JSON: send a JSON object") from None
-    if not isinstance(doc, dict):
-        raise RequestInvalidError("the request must be a JSON object")
-    return doc
-
-
-def _field(doc: dict[str, Any], name: str) -> str:
-    value = doc.get(name)
-    if not isinstance(value, str) or not value:
-        raise RequestInvalidError(f"{name} is required (a non-empty string)")
-    if name == "task_id" and not re.fullmatch(TASK_ID, value):
-        raise RequestInvalidError(f"task_id {value!r} may contain only letters, digits, '_', '-'")
-    return value
-
-
-def _progress(value: Any) -> float:
-    try:
-        progress = float(value)
-    except (TypeError, ValueError):
-        raise RequestInvalidError("progress must be a number between 0 and 1") from None
-    if not math.isfinite(progress) or not 0 <= progress <= 1:
-        raise RequestInvalidError("progress must be a number between 0 and 1")
-    return progress
-
-
-def _success(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise RequestInvalidError("success must be true or false")
-    return value
+        return TaskRequest.model_validate_json(data or b"{}")
+    except ValidationError as exc:
+        errors = [
+            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(first["loc"]) or "request"
+        raise RequestInvalidError(f"{where}: {first['msg']}", errors=errors) from None
 
 
 class TaskEndpoints:
@@ -75,34 +52,23 @@ class TaskEndpoints:
         return {"claim": self.claim, "progress": self.progress, "complete": self.complete}
 
     async def _respond(self, request: MicroRequest, work: Work) -> None:
+        answer: TaskGranted | TaskRefused
         try:
-            doc = await work(_micro_body(request.data))
-            await request.respond(json.dumps({"ok": True, "task": doc}).encode())
+            answer = TaskGranted(task=await work(task_request(request.data)))
+        except UnavailableError as exc:  # the KV did not answer: the agent may retry
+            error = UnavailableError(f"the task board did not answer ({exc.detail}); try again")
+            answer = TaskRefused(error=error.to_problem())
         except ChorusError as exc:
             if isinstance(exc, ConflictError):
                 self.metrics.conflicts.inc()
-            await request.respond(json.dumps({"ok": False, "error": exc.to_problem()}).encode())
-        except nats.errors.Error as exc:  # the KV did not answer: the agent may retry
-            error = UnavailableError(f"the task board did not answer ({exc}); try again")
-            await request.respond(json.dumps({"ok": False, "error": error.to_problem()}).encode())
+            answer = TaskRefused(error=exc.to_problem())
+        await request.respond(answer.model_dump_json().encode())
 
     async def claim(self, req: MicroRequest) -> None:
-        await self._respond(
-            req, lambda d: self.board.claim(_field(d, "task_id"), _field(d, "agent"))
-        )
+        await self._respond(req, lambda r: self.board.claim(r.task_id, r.agent))
 
     async def progress(self, req: MicroRequest) -> None:
-        await self._respond(
-            req,
-            lambda d: self.board.progress(
-                _field(d, "task_id"), _field(d, "agent"), _progress(d.get("progress", 0))
-            ),
-        )
+        await self._respond(req, lambda r: self.board.progress(r.task_id, r.agent, r.progress))
 
     async def complete(self, req: MicroRequest) -> None:
-        await self._respond(
-            req,
-            lambda d: self.board.complete(
-                _field(d, "task_id"), _field(d, "agent"), _success(d.get("success", True))
-            ),
-        )
+        await self._respond(req, lambda r: self.board.complete(r.task_id, r.agent, r.success))

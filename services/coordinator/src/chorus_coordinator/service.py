@@ -12,11 +12,10 @@ from chorus_common.aio import cancel_and_wait
 from chorus_common.leadership import LeaderLease
 from chorus_common.service import MicroHandler, Service
 from chorus_common.service_signing import ServiceSigner, ServiceVerifier
-from chorus_common.topology import BUCKET_REGISTRY, BUCKET_TASKS
-from chorus_coordinator.agents import AgentPool
+from chorus_coordinator.agents import AgentPool, registry_agents
 from chorus_coordinator.app import router
 from chorus_coordinator.assignment import Assigner
-from chorus_coordinator.board import TaskBoard
+from chorus_coordinator.board import TaskBoard, tasks_bucket
 from chorus_coordinator.board_view import BoardView
 from chorus_coordinator.coordination import Coordination
 from chorus_coordinator.metrics import CoordinatorMetrics
@@ -52,19 +51,20 @@ class CoordinatorService(Service):
 
     async def setup(self) -> None:
         s = self.settings
-        tasks_kv = await self.bus.js.key_value(BUCKET_TASKS)
-        self.view = BoardView(tasks_kv)
+        tasks = tasks_bucket(self.bus)
+        self.view = BoardView(tasks)
         self.board = self.provide(
-            TaskBoard(self.bus.nc, tasks_kv, s.coordinator_claim_ttl_seconds, wrote=self.view.wrote)
+            TaskBoard(tasks, s.coordinator_claim_ttl_seconds, wrote=self.view.wrote)
         )
         await self.view.start()
-        self.registry = await self.bus.js.key_value(BUCKET_REGISTRY)
         # every envelope this replica says is signed into its own feed (svc-coordinator-<node>)
-        self.signer = await ServiceSigner.open(self.registry, self.name, s.node_id, s.data_dir)
+        self.signer = await ServiceSigner.open(self.bus, self.name, s.node_id, s.data_dir)
         self.verifier = await ServiceVerifier.open(self.bus)
         voice = Voice(self.signer, self.bus.publish)
         self.agents = self.provide(
-            AgentPool(self.bus.nc, self.view, self.scorer, s.coordinator_agent_ttl_seconds)
+            AgentPool(
+                registry_agents(self.bus), self.view, self.scorer, s.coordinator_agent_ttl_seconds
+            )
         )
         self.coordination = self.provide(
             Coordination(
@@ -72,7 +72,7 @@ class CoordinatorService(Service):
             )
         )
         self.lease = await LeaderLease.open(
-            self.bus.js,
+            self.bus,
             "coordinator",
             s.node_id,
             ttl=s.coordinator_lease_ttl_seconds,
