@@ -23,8 +23,6 @@ from urllib.parse import unquote
 
 import httpx
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError
 
 from chorus_common.bus import EVENTS_STREAM, Bus
 from chorus_common.envelopes import Envelope, MessageGroup, MessageType, payload_model
@@ -36,16 +34,15 @@ from chorus_common.errors import (
     UnavailableError,
 )
 from chorus_common.feeds import FeedState, FeedWriter
-from chorus_common.kvscan import scan
 from chorus_common.registry import AgentDirectory
 from chorus_common.sealed import RoleKeyPair
 from chorus_common.service_signing import ServiceVerifier
 from chorus_common.shhh import Finding, Redactor
 from chorus_common.signing import AgentKey
 from chorus_common.subjects import routes, subject_matches, validate_filter
-from chorus_common.topology import BUCKET_ELECTION, BUCKET_REGISTRY
 from chorus_common.ucxl_client import UcxlClient, open_record
 from chorus_hap.decisions import KIND_OF, Decision, DecisionBook, thread_of
+from chorus_hap.documents import ADMIN_LEASE_KEY, election_leases, registry_agents
 
 __all__ = ["WIZARD_TYPES", "FeedItem", "Person", "Portal", "Preview", "summarize"]
 
@@ -107,6 +104,8 @@ class Portal:
         self, bus: Bus, data_dir: Path, quorum: int, role: str, dht_url: str | None
     ) -> None:
         self.bus = bus
+        self.leases = election_leases(bus)
+        self.registry = registry_agents(bus)
         self.admin_token: str | None = None
         self.data_dir = data_dir
         self.role = role
@@ -124,16 +123,13 @@ class Portal:
         self.on_sent: Callable[[str], None] = lambda mtype: None
 
     async def start(self) -> None:
-        self.directory = await AgentDirectory.open(self.bus.js)
+        self.directory = await AgentDirectory.open(self.bus)
         self.verifier = await ServiceVerifier.open(self.bus)
-        self._subs.append(await self.bus.nc.subscribe("chorus.>", cb=self._on_live))
+        self._subs.append(await self.bus.tap("chorus.>", self._on_live))
+        # the decision tally: every meta_discussion from the start, then live ones
         self._subs.append(
-            await self.bus.js.subscribe(
-                "chorus.hmmm.*.meta_discussion",
-                stream=EVENTS_STREAM,
-                ordered_consumer=True,
-                config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-                cb=self._on_decision_msg,
+            await self.bus.replay(
+                "chorus.hmmm.*.meta_discussion", self._on_decision_msg, stream=EVENTS_STREAM
             )
         )
 
@@ -371,16 +367,10 @@ class Portal:
 
     async def peers(self) -> list[dict[str, Any]]:
         try:
-            values = await scan(self.bus.nc, BUCKET_REGISTRY, "agent.>")
+            entries = await self.registry.scan()
         except Exception as exc:
             raise UnavailableError(f"the agent registry could not be read: {exc!s}") from None
-        out = []
-        for value in values.values():
-            with contextlib.suppress(ValueError):
-                doc = json.loads(value)
-                if isinstance(doc, dict):
-                    doc.pop("public_key", None)
-                    out.append(doc)
+        out = [entry.shown() for entry in entries.values()]
         return sorted(out, key=lambda d: str(d.get("agent")))
 
     async def announce(self, agent: str, role: str, capabilities: list[str]) -> None:
@@ -400,13 +390,10 @@ class Portal:
             await self.bus.publish(env)
 
     async def admin(self) -> dict[str, Any]:
-        try:
-            kv = await self.bus.js.key_value(BUCKET_ELECTION)
-            entry = await kv.get("leader.admin")
-            doc = json.loads(entry.value or b"{}")
-            return {"admin": doc.get("holder"), "term": doc.get("term")}
-        except KeyNotFoundError:
+        lease = await self.leases.get(ADMIN_LEASE_KEY)
+        if lease is None:  # never elected (or the key was deleted)
             return {"admin": None, "term": None}
+        return {"admin": lease.value.holder, "term": lease.value.term}
 
     def role_key(self) -> RoleKeyPair:
         """The person's role key (X25519), kept in the data folder; values sealed to the role open with it."""

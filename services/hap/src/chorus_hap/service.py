@@ -8,12 +8,11 @@ import asyncio
 from fastapi import FastAPI
 
 from chorus_common.service import Service
-from chorus_common.topology import BUCKET_HAP_SESSIONS
 from chorus_hap import app as api
 from chorus_hap import web
 from chorus_hap.metrics import HapMetrics
 from chorus_hap.portal import Portal
-from chorus_hap.sessions import SessionSeal, SessionStore, load_session_key
+from chorus_hap.sessions import SessionSeal, SessionStore, load_session_key, session_records
 from chorus_hap.settings import HapSettings
 
 __all__ = ["HapService"]
@@ -49,8 +48,7 @@ class HapService(Service):
         setting = (s.hap_session_key.get_secret_value() if s.hap_session_key else "") or None
         key = await asyncio.to_thread(load_session_key, setting, s.data_dir)
         self.sessions = SessionStore(
-            await self.bus.js.key_value(BUCKET_HAP_SESSIONS),
-            SessionSeal(key, s.hap_session_seconds),
+            session_records(self.bus), SessionSeal(key, s.hap_session_seconds)
         )
         self.provide(self.portal)
         self.provide(self.sessions)

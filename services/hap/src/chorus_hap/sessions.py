@@ -13,11 +13,13 @@ fingerprint is an HMAC, not a hash a reader could test guesses against.
 
 :class:`SessionSeal` is the pure part (ids, keys, fingerprints, the decision
 whether a record is still valid, all with ``now`` passed in);
-:class:`SessionStore` files and fetches records in KV.
+:class:`SessionStore` files and fetches records in KV (a typed
+:class:`~chorus_common.bus.Bucket` of :class:`SessionRecord`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -25,13 +27,14 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
-from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from chorus_common.errors import AuthError, ConfigError, UnavailableError
+from chorus_common.bus import Bucket, Bus, bus_errors
+from chorus_common.errors import AuthError, ConfigError, MalformedBodyError, UnavailableError
+from chorus_common.topology import BUCKET_HAP_SESSIONS
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ __all__ = [
     "SessionSeal",
     "SessionStore",
     "load_session_key",
+    "session_records",
 ]
 
 #: the key file in the data folder when no CHORUS_HAP_SESSION_KEY is given
@@ -60,13 +64,29 @@ class SessionError(AuthError):
 
 
 class SessionRecord(BaseModel):
-    """What the server keeps about one signed-in browser."""
+    """What the server keeps about one signed-in browser (the document in
+    ``chorus-hap-sessions`` under :meth:`SessionSeal.record_key`)."""
 
     person: str
     #: :meth:`SessionSeal.fingerprint` of the token signed in with: revoking it ends the session
     token: str
     created: float
     expires: float
+
+
+def session_records(bus: Bus) -> Bucket[SessionRecord]:
+    """The session records of ``chorus-hap-sessions``, shared by every replica."""
+    return bus.bucket(BUCKET_HAP_SESSIONS, SessionRecord)
+
+
+@contextlib.contextmanager
+def _unavailable(what: str) -> Iterator[None]:
+    """A bus failure inside as the 503 HAP has always answered, naming ``what``."""
+    try:
+        with bus_errors(what):
+            yield
+    except UnavailableError as exc:
+        raise UnavailableError(f"{what}: {exc.detail}") from None
 
 
 def load_session_key(setting: str | None, data_dir: Path) -> bytes:
@@ -159,21 +179,23 @@ class SessionStore:
     drops it when it expires; the expiry inside the record is checked as well.
     """
 
-    def __init__(self, kv: KeyValue, seal: SessionSeal) -> None:
-        self.kv, self.seal = kv, seal
+    def __init__(self, records: Bucket[SessionRecord], seal: SessionSeal) -> None:
+        self.records, self.seal = records, seal
 
     async def open(self, person: str, token: str, now: float) -> str:
         """File a new session and return its id for the cookie."""
         session_id = self.seal.new_id()
         record = self.seal.record(person, token, now)
-        try:
-            await self.kv.create(
+        with _unavailable("cannot store the session in NATS KV"):
+            # TODO(bus): Bucket.create takes no per-message TTL; needs
+            # Bucket.create(key, value, *, ttl: float | None = None) -> int (the server
+            # drops the record after ``ttl`` seconds, as KeyValue.create(msg_ttl=) does)
+            kv = await self.records.kv()
+            await kv.create(
                 self.seal.record_key(session_id),
                 record.model_dump_json().encode(),
                 msg_ttl=self.seal.lifetime,
             )
-        except Exception as exc:
-            raise UnavailableError(f"cannot store the session in NATS KV: {exc}") from exc
         return session_id
 
     async def person(self, session_id: str | None, logins: dict[str, str], now: float) -> str:
@@ -182,17 +204,14 @@ class SessionStore:
             raise SessionError("please sign in")
         key = self.seal.record_key(session_id)
         try:
-            entry = await self.kv.get(key)
-        except KeyNotFoundError:  # never issued, signed out, or expired
-            raise SessionError("your session is not valid; please sign in again") from None
-        except Exception as exc:
-            raise UnavailableError(f"cannot read sessions from NATS KV: {exc}") from exc
+            with _unavailable("cannot read sessions from NATS KV"):
+                found = await self.records.get(key)
+        except MalformedBodyError:  # not a record this portal filed
+            found = None
+        if found is None:  # never issued, signed out, or expired
+            raise SessionError("your session is not valid; please sign in again")
         try:
-            record = SessionRecord.model_validate_json(entry.value or b"")
-        except ValidationError:
-            raise SessionError("your session is not valid; please sign in again") from None
-        try:
-            return self.seal.person(record, logins, now)
+            return self.seal.person(found.value, logins, now)
         except SessionError:
             await self._forget(key)
             raise
@@ -203,7 +222,5 @@ class SessionStore:
             await self._forget(self.seal.record_key(session_id))
 
     async def _forget(self, key: str) -> None:
-        try:
-            await self.kv.delete(key)
-        except Exception as exc:
-            raise UnavailableError(f"cannot delete the session from NATS KV: {exc}") from exc
+        with _unavailable("cannot delete the session from NATS KV"):
+            await self.records.delete(key)

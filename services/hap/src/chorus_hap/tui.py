@@ -26,6 +26,7 @@ from chorus_common.config import load_settings
 from chorus_common.errors import ChorusError
 from chorus_hap.portal import WIZARD_TYPES, FeedItem, Portal
 from chorus_hap.settings import HapSettings
+from chorus_hap.topics import LICENSING_HEALTH, HealthQuery, ServiceHealth
 
 __all__ = ["COMMANDS", "Terminal", "main"]
 
@@ -128,8 +129,10 @@ class Terminal:
         admin = await self.portal.admin()
         license_state = "unknown"
         try:
-            reply = await self.bus.nc.request("chorus.svc.licensing.health", b"", timeout=1)
-            license_state = json.loads(reply.data)["checks"].get("license", "unknown")
+            health = await self.bus.topic(LICENSING_HEALTH).request(
+                HealthQuery(), ServiceHealth, timeout=1
+            )
+            license_state = health.checks.get("license", "unknown")
         except Exception:
             license_state = "licensing service not reachable"
         self.say(
