@@ -6,16 +6,16 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from chorus_common.dependencies import Provided, Requires
 from chorus_common.identity import Scope
 from chorus_common.service import problem_responses
 from chorus_licensing.authority import Authority
 from chorus_licensing.breaker import BreakerState
+from chorus_licensing.documents import Lease, LeaseRequest
 from chorus_licensing.keeper import LicenseKeeper
 from chorus_licensing.online import Result
-from chorus_licensing.seats import SeatLease
 
 __all__ = [
     "Lease",
@@ -38,31 +38,10 @@ authority_router = APIRouter()
 Keeper = Annotated[LicenseKeeper, Provided(LicenseKeeper)]
 
 
-class LeaseRequest(BaseModel):
-    holder: str = Field(min_length=1, max_length=128)
-    kind: str = Field(default="service", min_length=1, max_length=64)
-
-
 class UpstreamRequest(BaseModel):
     license_id: str
     cluster_id: str
     instance: str = ""
-
-
-class Lease(BaseModel):
-    """A seat lease: who holds which seat, until when."""
-
-    lease_id: str
-    seat: int
-    holder: str
-    kind: str
-    expires_at: float
-    granted_at: float
-    expires_in_seconds: float
-
-    @classmethod
-    def of(cls, lease: SeatLease) -> Lease:
-        return cls.model_validate(lease.as_dict())
 
 
 class Leases(BaseModel):

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from nats.js.kv import KeyValue
-
 from chorus_common.aio import cancel_and_wait
+from chorus_common.bus import Bucket
 from chorus_common.errors import ChorusError, UnavailableError
 from chorus_licensing.breaker import CircuitBreaker
+from chorus_licensing.documents import SeatRecord
 from chorus_licensing.license import License, LicenseError, load_license_file, verify_license
 from chorus_licensing.metrics import LicensingMetrics
 from chorus_licensing.online import OnlineStatus, Unreachable, UpstreamClient
@@ -55,7 +55,7 @@ class LicenseKeeper:
         self.upstream: UpstreamClient | None = None
         self.seats: SeatTable | None = None
         self._task: asyncio.Task[None] | None = None
-        self._seat_kv: KeyValue | None = None
+        self._seat_records: Bucket[SeatRecord] | None = None
         self._file_seen: tuple[int, int, int] | None = None
         self._seen_expirations = 0
         #: why the last replacement of the license file was refused (the old one stays)
@@ -136,7 +136,7 @@ class LicenseKeeper:
         self.reload_error = None
         if self.seats is not None:
             self.seats.seats = lic.seats
-        elif self._seat_kv is not None:  # no license at start: the seat table opens now
+        elif self._seat_records is not None:  # no license at start: the seat table opens now
             self._open_seats()
         self.metrics.seats_total.set(lic.seats)
         url = self.settings.license_upstream_url
@@ -157,9 +157,9 @@ class LicenseKeeper:
         return True
 
     def _open_seats(self) -> None:
-        assert self.license is not None and self._seat_kv is not None
+        assert self.license is not None and self._seat_records is not None
         self.seats = SeatTable(
-            self._seat_kv, self.license.seats, self.settings.license_lease_ttl_seconds
+            self._seat_records, self.license.seats, self.settings.license_lease_ttl_seconds
         )
         self.metrics.seats_total.set(self.license.seats)
 
@@ -187,9 +187,10 @@ class LicenseKeeper:
 
     # -- running: seats, online validation, reloads ------------------------------------
 
-    async def start(self, seat_kv: KeyValue) -> None:
-        """Open the seat table in ``seat_kv``, activate online, and start the loop."""
-        self._seat_kv = seat_kv
+    async def start(self, seat_records: Bucket[SeatRecord]) -> None:
+        """Open the seat table in ``seat_records`` (:func:`~chorus_licensing.seats.seat_bucket`),
+        activate online, and start the loop."""
+        self._seat_records = seat_records
         if self.license is not None:
             self._open_seats()
         url = self.settings.license_upstream_url

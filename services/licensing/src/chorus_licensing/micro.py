@@ -1,72 +1,84 @@
 """NATS micro endpoints: how the license gate in every other service asks for its seat.
 
 Served at ``chorus.svc.licensing.lease-grant``, ``.lease-renew`` and ``.lease-release``;
-each takes a JSON object and answers ``{"ok": true, …}`` or ``{"ok": false, "error": <problem>}``.
+grant takes a :class:`~chorus_licensing.documents.LeaseRequest` (the REST body), renew and
+release a :class:`~chorus_licensing.documents.LeaseRef`; each answers ``{"ok": true, …}``
+(:class:`LeaseGranted`, :class:`LeaseReleased`) or ``{"ok": false, "error": <problem>}``
+(:class:`LeaseRefused`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TypeVar
 
-import nats.errors
 from nats.micro.request import Request as MicroRequest
+from pydantic import BaseModel, ValidationError
 
-from chorus_common.errors import ChorusError, RequestInvalidError, UnavailableError
+from chorus_common.errors import ChorusError, RequestInvalidError
 from chorus_common.service import MicroHandler
+from chorus_licensing.documents import (
+    LeaseGranted,
+    LeaseRef,
+    LeaseRefused,
+    LeaseReleased,
+    LeaseRequest,
+)
 from chorus_licensing.keeper import LicenseKeeper
 
-__all__ = ["seat_endpoints"]
+__all__ = ["answer", "request_body", "seat_endpoints"]
 
-Work = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+M = TypeVar("M", bound=BaseModel)
 
 
-async def answer(request: MicroRequest, work: Work) -> None:
-    """Run ``work`` on the request's JSON object and respond with its result or its problem."""
+def request_body(model: type[M], data: bytes) -> M:
+    """The request as ``model``, or a 422 problem the gate can read (where and what)."""
     try:
-        try:
-            body = json.loads(request.data or b"{}")
-        except (ValueError, RecursionError):
-            raise RequestInvalidError("the request is not JSON: send a JSON object") from None
-        if not isinstance(body, dict):
-            raise RequestInvalidError("the request must be a JSON object")
-        result = await work(body)
-        await request.respond(json.dumps({"ok": True, **(result or {})}).encode())
+        return model.model_validate_json(data or b"{}")
+    except ValidationError as exc:
+        errors = [
+            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(first["loc"]) or "request"
+        raise RequestInvalidError(f"{where}: {first['msg']}", errors=errors) from None
+
+
+async def answer(request: MicroRequest, work: Callable[[], Awaitable[BaseModel]]) -> None:
+    """Respond with what ``work`` answers, or with its problem (a seat table that did not
+    answer is a 503 the gate retries)."""
+    reply: BaseModel
+    try:
+        reply = await work()
     except ChorusError as exc:
-        await request.respond(json.dumps({"ok": False, "error": exc.to_problem()}).encode())
-    except nats.errors.Error as exc:  # the seat table did not answer: the gate retries
-        error = UnavailableError(f"the seat table did not answer ({exc}); try again")
-        await request.respond(json.dumps({"ok": False, "error": error.to_problem()}).encode())
-
-
-def text(body: dict[str, Any], name: str, default: str | None = None) -> str:
-    value = body.get(name, default)
-    if not isinstance(value, str) or not 0 < len(value) <= 128:
-        raise RequestInvalidError(f"{name} is required: a string of 1 to 128 characters")
-    return value
+        reply = LeaseRefused(error=exc.to_problem())
+    await request.respond(reply.model_dump_json().encode())
 
 
 def seat_endpoints(keeper: LicenseKeeper) -> dict[str, MicroHandler]:
     """The lease endpoints, by name, granting from ``keeper``'s seat table."""
 
-    async def grant_lease(d: dict[str, Any]) -> dict[str, Any]:
-        return (await keeper.grant(text(d, "holder"), text(d, "kind", "service"))).as_dict()
-
-    async def renew_lease(d: dict[str, Any]) -> dict[str, Any]:
-        return (await keeper.renew(text(d, "lease_id"))).as_dict()
-
-    async def release_lease(d: dict[str, Any]) -> dict[str, Any]:
-        await keeper.release(text(d, "lease_id"))
-        return {}
-
     async def grant(req: MicroRequest) -> None:
-        await answer(req, grant_lease)
+        async def work() -> LeaseGranted:
+            body = request_body(LeaseRequest, req.data)
+            lease = await keeper.grant(body.holder, body.kind)
+            return LeaseGranted.model_validate(lease.as_dict())
+
+        await answer(req, work)
 
     async def renew(req: MicroRequest) -> None:
-        await answer(req, renew_lease)
+        async def work() -> LeaseGranted:
+            lease = await keeper.renew(request_body(LeaseRef, req.data).lease_id)
+            return LeaseGranted.model_validate(lease.as_dict())
+
+        await answer(req, work)
 
     async def release(req: MicroRequest) -> None:
-        await answer(req, release_lease)
+        async def work() -> LeaseReleased:
+            await keeper.release(request_body(LeaseRef, req.data).lease_id)
+            return LeaseReleased()
+
+        await answer(req, work)
 
     return {"lease-grant": grant, "lease-renew": renew, "lease-release": release}

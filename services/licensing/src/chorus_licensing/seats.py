@@ -7,63 +7,32 @@ holders than seats. An expired lease is taken over by CAS on its revision.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
-from dataclasses import dataclass
-from typing import Any
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
-
+from chorus_common.bus import Bucket, Bus
 from chorus_common.errors import ConflictError, ForbiddenError, NotFoundError
+from chorus_common.topology import BUCKET_LEASES
+from chorus_licensing.documents import SeatLease, SeatRecord
 
-__all__ = ["SeatLease", "SeatTable"]
-
-
-@dataclass(frozen=True)
-class SeatLease:
-    lease_id: str
-    seat: int
-    holder: str
-    kind: str
-    expires_at: float
-    granted_at: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "lease_id": self.lease_id,
-            "seat": self.seat,
-            "holder": self.holder,
-            "kind": self.kind,
-            "expires_at": self.expires_at,
-            "granted_at": self.granted_at,
-            "expires_in_seconds": round(self.expires_at - time.time(), 3),
-        }
+__all__ = ["SeatLease", "SeatTable", "seat_bucket"]
 
 
-def _decode(data: bytes | None, seat: int) -> SeatLease | None:
-    if not data:
-        return None
-    doc = json.loads(data)
-    if not doc.get("lease_id"):
-        return None
-    return SeatLease(
-        doc["lease_id"], seat, doc["holder"], doc["kind"], doc["expires_at"], doc["granted_at"]
-    )
+def seat_bucket(bus: Bus) -> Bucket[SeatRecord]:
+    """The seats of ``chorus-leases`` (``seat.<n>``), by seat number."""
+    return bus.bucket(BUCKET_LEASES, SeatRecord, prefix="seat.")
 
 
 class SeatTable:
-    def __init__(self, kv: KeyValue, seats: int, ttl: float) -> None:
-        self.kv, self.seats, self.ttl = kv, seats, ttl
+    def __init__(self, records: Bucket[SeatRecord], seats: int, ttl: float) -> None:
+        self.records, self.seats, self.ttl = records, seats, ttl
         self.expirations = 0
 
     async def _read(self, seat: int) -> tuple[SeatLease | None, int | None]:
-        try:
-            entry = await self.kv.get(f"seat.{seat}")
-        except KeyNotFoundError:
+        found = await self.records.get(str(seat))
+        if found is None:
             return None, None
-        return _decode(entry.value, seat), entry.revision
+        return found.value.lease(seat), found.revision
 
     async def leases(self) -> list[SeatLease]:
         now = time.time()
@@ -83,20 +52,20 @@ class SeatTable:
                     return await self.renew(current.lease_id)  # the same holder asking again
                 continue
             lease = SeatLease(
-                f"{seat}-{secrets.token_hex(8)}", seat, holder, kind, now + self.ttl, now
+                lease_id=f"{seat}-{secrets.token_hex(8)}",
+                seat=seat,
+                holder=holder,
+                kind=kind,
+                expires_at=now + self.ttl,
+                granted_at=now,
             )
-            data = json.dumps(lease.as_dict()).encode()
             try:
                 if revision is None:
-                    await self.kv.create(f"seat.{seat}", data)
+                    await self.records.create(str(seat), SeatRecord.of(lease))
                 else:
-                    await self.kv.update(f"seat.{seat}", data, last=revision)
-            except KeyWrongLastSequenceError:
+                    await self.records.update(str(seat), SeatRecord.of(lease), revision)
+            except ConflictError:
                 continue  # another process won this seat; try the next
-            except Exception as exc:
-                if "wrong last sequence" in str(exc).lower():
-                    continue
-                raise
             if current is not None:
                 self.expirations += 1
             return lease
@@ -122,14 +91,10 @@ class SeatTable:
             raise NotFoundError(f"lease {lease_id!r} no longer exists; request a new one")
         if current.expires_at <= now:
             raise ConflictError(f"lease {lease_id!r} expired; request a new one")
-        renewed = SeatLease(
-            lease_id, seat, current.holder, current.kind, now + self.ttl, current.granted_at
-        )
+        renewed = current.model_copy(update={"expires_at": now + self.ttl})
         try:
-            await self.kv.update(
-                f"seat.{seat}", json.dumps(renewed.as_dict()).encode(), last=revision
-            )
-        except KeyWrongLastSequenceError:
+            await self.records.update(str(seat), SeatRecord.of(renewed), revision)
+        except ConflictError:
             raise ConflictError(
                 f"lease {lease_id!r} changed concurrently; request a new one"
             ) from None
@@ -141,8 +106,6 @@ class SeatTable:
         if current is None or current.lease_id != lease_id or revision is None:
             raise NotFoundError(f"lease {lease_id!r} does not exist")
         try:
-            await self.kv.update(
-                f"seat.{seat}", json.dumps({"lease_id": None}).encode(), last=revision
-            )
-        except KeyWrongLastSequenceError:
+            await self.records.update(str(seat), SeatRecord(lease_id=None), revision)
+        except ConflictError:
             raise ConflictError(f"lease {lease_id!r} changed concurrently") from None

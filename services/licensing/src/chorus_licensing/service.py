@@ -14,12 +14,12 @@ from typing import ClassVar
 from fastapi import APIRouter, FastAPI
 
 from chorus_common.service import MicroHandler, Service
-from chorus_common.topology import BUCKET_LEASES
 from chorus_licensing.app import authority_router, router
 from chorus_licensing.authority import Authority
 from chorus_licensing.keeper import LicenseKeeper
 from chorus_licensing.metrics import LicensingMetrics
 from chorus_licensing.micro import seat_endpoints
+from chorus_licensing.seats import seat_bucket
 from chorus_licensing.settings import LicensingSettings
 
 __all__ = ["LicensingService", "LicensingSettings"]
@@ -54,7 +54,7 @@ class LicensingService(Service):
     async def setup(self) -> None:
         if self.authority_mode:
             return
-        await self.keeper.start(await self.bus.js.key_value(BUCKET_LEASES))
+        await self.keeper.start(seat_bucket(self.bus))
 
     async def teardown(self) -> None:
         await self.keeper.stop()
