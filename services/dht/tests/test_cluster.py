@@ -120,6 +120,7 @@ def test_put_get_list_delete_replicate_and_repair(cluster: Cluster) -> None:
         good = client.get(f"{c.url(victim)}/v1/ucxl/{quote(addr(3), safe='')}")
         assert good.status_code == 200
         assert open_record(good.json(), addr(3), "architect", architect)["decision"] == "use plan 3"
+
         # the node notices (its own repair drops the copy, or a peer's replaces it; which one
         # wins is a race of two repair loops, so the counter, not a glimpse of the damaged
         # copy, is the evidence) and holds an intact copy again

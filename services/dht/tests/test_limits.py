@@ -131,7 +131,7 @@ async def test_addresses_over_the_limit_are_refused_everywhere(
     }
     record["digest"] = record_digest(record)
     for req in ({"op": "STORE", "record": record}, {"op": "LIST", "prefix": LONG}):
-        msg = await bus_client.nc.request(
+        msg = await bus_client.client.request(
             "chorus.dht.rpc.test-node", json.dumps(req).encode(), timeout=5
         )
         assert "longer than 1024 bytes" in json.loads(msg.data)["error"]

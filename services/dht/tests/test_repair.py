@@ -13,14 +13,15 @@ from chorus_common.bus import Bus
 from chorus_common.testing import wait_until
 from chorus_dht.node import DhtNode, record_digest
 from chorus_dht.storage import SqliteStorage
+from chorus_dht.topics import RpcAnswer, RpcOp
 
 
 class OldNode(DhtNode):
     """A node from before HAS_MANY, as seen during a rolling upgrade."""
 
-    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
-        if req.get("op") == "HAS_MANY":
-            return {"error": "unknown op 'HAS_MANY'"}
+    async def handle(self, req: RpcOp) -> RpcAnswer:
+        if req.op == "HAS_MANY":
+            return RpcAnswer(error="unknown op 'HAS_MANY'")
         return await super().handle(req)
 
 

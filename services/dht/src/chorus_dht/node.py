@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from chorus_common.aio import cancel_and_wait
-from chorus_common.bus import Bus
+from chorus_common.bus import Bus, Received
 from chorus_common.errors import (
+    MalformedBodyError,
     NotFoundError,
     RequestInvalidError,
     SubjectError,
@@ -26,6 +26,30 @@ from chorus_common.subjects import dht_rpc_subject
 from chorus_dht.records import intact, malformed, record_digest
 from chorus_dht.routing import Lookup, RoutingTable, distance, node_id_of
 from chorus_dht.storage import Storage
+from chorus_dht.topics import (
+    ANNOUNCE,
+    RPC,
+    RPC_OPS,
+    Announcement,
+    FindNode,
+    FindValue,
+    Has,
+    HasMany,
+    ListAnswer,
+    ListRecords,
+    NodesAnswer,
+    Ping,
+    PingAnswer,
+    RpcAnswer,
+    RpcOp,
+    RpcRequest,
+    Store,
+    StoreAnswer,
+    ValueAnswer,
+    VersionAnswer,
+    VersionsAnswer,
+    encode_answer,
+)
 
 __all__ = [
     "ANNOUNCE",
@@ -39,7 +63,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("chorus.dht")
-ANNOUNCE = "chorus.dht.announce"
+A = TypeVar("A", bound=RpcAnswer)
 #: (named here because DhtNode.list shadows the builtin inside the class)
 Records = list[dict[str, Any]]
 Mode = Literal["client", "server", "auto"]
@@ -143,7 +167,8 @@ class DhtNode:
         self.on_rpc, self.on_repair, self.on_corrupt = on_rpc, on_repair, on_corrupt
         self.last_hops = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._subs: list[Any] = []
+        self._rpc = bus.topic(RPC)
+        self._subs: list[Subscription] = []
 
     @property
     def read_quorum(self) -> int:
@@ -168,8 +193,9 @@ class DhtNode:
     async def start(self) -> None:
         if self.storage is not None:
             await self.storage.open()
-        self._subs.append(await self.bus.nc.subscribe(dht_rpc_subject(self.name), cb=self._serve))
-        self._subs.append(await self.bus.nc.subscribe(ANNOUNCE, cb=self._on_announce))
+        rpc = self.bus.topic(RPC)
+        self._subs.append(await rpc.subscribe(self._serve, subject=RPC.subject(node=self.name)))
+        self._subs.append(await self.bus.topic(ANNOUNCE).subscribe(self._on_announce))
         await self._announce()
         self._tasks.append(asyncio.create_task(self._announce_loop()))
         if self.server:
@@ -186,9 +212,8 @@ class DhtNode:
     # -- membership ----------------------------------------------------------------------
 
     async def _announce(self) -> None:
-        body = {"name": self.name, "server": self.server}
         with contextlib.suppress(Exception):
-            await self.bus.publish_core(ANNOUNCE, json.dumps(body).encode())
+            await self.bus.topic(ANNOUNCE).publish(Announcement(name=self.name, server=self.server))
 
     async def _announce_loop(self) -> None:
         while True:
@@ -196,19 +221,15 @@ class DhtNode:
             await self._announce()
             self._evict(time.monotonic())
 
-    async def _on_announce(self, msg: Msg) -> None:
-        try:
-            doc = json.loads(msg.data)
-        except (ValueError, RecursionError):
-            return  # not an announcement
-        name = doc.get("name") if isinstance(doc, dict) else None
-        if not isinstance(name, str) or name == self.name:
+    async def _on_announce(self, message: Received[Announcement]) -> None:
+        name = message.value.name
+        if name == self.name:
             return
         try:
             dht_rpc_subject(name)  # a name no RPC can reach is no peer
         except SubjectError:
             return
-        peer = Peer(name, node_id_of(name), doc.get("server") is True, time.monotonic())
+        peer = Peer(name, node_id_of(name), message.value.server, time.monotonic())
         known = self.peers.get(name)
         if known is None or known.server != peer.server:
             self._members_changed_at = peer.seen
@@ -247,98 +268,108 @@ class DhtNode:
 
     # -- RPC ----------------------------------------------------------------------------------
 
-    async def rpc(self, node: str, op: str, timeout: float = 1.0, **body: Any) -> dict[str, Any]:
+    async def rpc(self, node: str, request: RpcOp, reply: type[A], timeout: float = 1.0) -> A:
+        """Ask ``node`` and decode its answer as ``reply`` (which may carry only ``error``);
+        this node's own requests are answered in place."""
         if node == self.name:
-            return await self.handle({"op": op, **body})
+            return _as(reply, await self.handle(request))
         try:
-            msg = await self.bus.nc.request(
-                dht_rpc_subject(node),
-                json.dumps({"op": op, "from": self.name, **body}).encode(),
-                timeout=timeout,
-            )
+            answer = await self._rpc.request(RpcRequest(request), reply, timeout=timeout, node=node)
+        except MalformedBodyError:
+            self.on_rpc(request.op, "ok")  # it answered, with something that is no answer
+            raise
         except Exception as exc:
-            self.on_rpc(op, "error")
+            self.on_rpc(request.op, "error")
             raise UnavailableError(
-                f"DHT node {node} did not answer {op}: {exc or type(exc).__name__}"
+                f"DHT node {node} did not answer {request.op}: {exc or type(exc).__name__}"
             ) from None
-        self.on_rpc(op, "ok")
-        answer: dict[str, Any] = json.loads(msg.data)
+        self.on_rpc(request.op, "ok")
         return answer
 
-    async def _serve(self, msg: Msg) -> None:
+    async def _serve(self, message: Received[RpcRequest]) -> None:
         try:
-            answer = await self.handle(json.loads(msg.data))
+            answer = await self.handle(message.value.root)
         except Exception as exc:
-            answer = {"error": str(exc)}
-        with contextlib.suppress(Exception):
-            await msg.respond(json.dumps(answer).encode())
+            answer = RpcAnswer(error=str(exc))
+        await message.respond(encode_answer(answer))
 
-    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
-        op = req.get("op")
-        if op == "PING":
-            return {"name": self.name, "server": self.server}
-        if op == "FIND_NODE":
-            target = int(req["target"], 16)
-            return {"nodes": [[f"{n:064x}", s] for n, s in self._closest_known(target, self.k)]}
+    async def handle(self, request: RpcOp) -> RpcAnswer:
+        """The answer to one RPC request (``{"error": …}`` when it is refused)."""
+        if isinstance(request, Ping):
+            return PingAnswer(name=self.name, server=self.server)
+        if isinstance(request, FindNode):
+            return NodesAnswer(nodes=self._closest_hex(int(request.target, 16)))
+        if request.op in ("PING", "FIND_NODE"):  # one of those ops, in no shape it has
+            return RpcAnswer(error=f"malformed {request.op} request")
         if not self.server or self.storage is None:
-            return {"error": f"{self.name} is a client node and stores nothing"}
-        key = str(req.get("key", ""))
-        if op == "FIND_VALUE":
-            record = await self.storage.get(key)
+            return RpcAnswer(error=f"{self.name} is a client node and stores nothing")
+        if isinstance(request, FindValue):
+            record = await self.storage.get(request.key)
             if record is not None and not intact(record):
-                return {"corrupt": True, "nodes": []}
+                return ValueAnswer(corrupt=True, nodes=[])
             if record is not None:
-                return {"record": record}
-            target = int(key, 16)
-            return {"nodes": [[f"{n:064x}", s] for n, s in self._closest_known(target, self.k)]}
-        if op == "STORE":
-            if not self.admit():
-                return {"error": f"license_unavailable: {self.name} holds no license seat"}
-            record = req.get("record")
-            wrong = malformed(record)
-            if wrong is not None or not isinstance(record, dict) or not _KEY.match(record["key"]):
-                return {"error": f"not a record: {wrong or 'key is not 64 hex digits'}"}
-            if len(record["address"].encode()) > self.max_address_bytes:
-                return {"error": f"address longer than {self.max_address_bytes} bytes"}
-            if not intact(record):
-                return {"error": "record digest does not match its content"}
-            # past the cache: a copy damaged on disk behind a cached intact entry must be
-            # seen (and counted) here, or a peer's repair would overwrite it unnoticed
-            current = (await self.storage.get_many([record["key"]])).get(record["key"])
-            if current is not None and not intact(current):
-                self.on_corrupt()  # a peer's repair found our copy damaged and sent a good one
-                await self.storage.quarantine(record["key"], "digest mismatch")
-                await self.storage.put(record["key"], record)
-            elif current is None or current["version"] <= record["version"]:
-                await self.storage.put(record["key"], record)
-            peer = req.get("from")
-            if isinstance(peer, str) and peer != self.name:
-                self.on_peer_store(peer, record["address"])
-            return {"stored": True}
-        if op == "HAS":
-            record = await self.storage.get(key)
-            return {"version": record["version"] if record is not None and intact(record) else None}
-        if op == "HAS_MANY":  # repair's question for a whole batch: one RPC per peer per round
-            held = await self.storage.get_many([str(k) for k in req.get("keys", [])])
+                return ValueAnswer(record=record)
+            return ValueAnswer(nodes=self._closest_hex(int(request.key, 16)))
+        if isinstance(request, Store):
+            return await self._store_here(request)
+        if isinstance(request, Has):
+            record = await self.storage.get(request.key)
+            return VersionAnswer(
+                version=record["version"] if record is not None and intact(record) else None
+            )
+        if isinstance(request, HasMany):  # repair's question for a whole batch
+            held = await self.storage.get_many(request.keys)
             versions = {}
             for i, (k, r) in enumerate(held.items()):
                 if i % 50 == 49:
                     await asyncio.sleep(0)
                 if intact(r):
                     versions[k] = r["version"]
-            return {"versions": versions}
-        if op == "LIST":
-            prefix = str(req.get("prefix", ""))
+            return VersionsAnswer(versions=versions)
+        if isinstance(request, ListRecords):
+            prefix = request.prefix
             if len(prefix.encode()) > self.max_address_bytes:
-                return {"error": f"prefix longer than {self.max_address_bytes} bytes"}
-            return {
-                "records": [
+                return RpcAnswer(error=f"prefix longer than {self.max_address_bytes} bytes")
+            return ListAnswer(
+                records=[
                     r
                     for r in await self.storage.all()
                     if r["address"].startswith(prefix) and intact(r)
                 ]
-            }
-        return {"error": f"unknown op {op!r}"}
+            )
+        if request.op in RPC_OPS:
+            return RpcAnswer(error=f"malformed {request.op} request")
+        return RpcAnswer(error=f"unknown op {request.op!r}")
+
+    async def _store_here(self, request: Store) -> RpcAnswer:
+        assert self.storage is not None
+        if not self.admit():
+            return RpcAnswer(error=f"license_unavailable: {self.name} holds no license seat")
+        record = request.record
+        wrong = malformed(record)
+        if wrong is not None or not _KEY.match(record["key"]):
+            return RpcAnswer(error=f"not a record: {wrong or 'key is not 64 hex digits'}")
+        if len(record["address"].encode()) > self.max_address_bytes:
+            return RpcAnswer(error=f"address longer than {self.max_address_bytes} bytes")
+        if not intact(record):
+            return RpcAnswer(error="record digest does not match its content")
+        # past the cache: a copy damaged on disk behind a cached intact entry must be
+        # seen (and counted) here, or a peer's repair would overwrite it unnoticed
+        current = (await self.storage.get_many([record["key"]])).get(record["key"])
+        if current is not None and not intact(current):
+            self.on_corrupt()  # a peer's repair found our copy damaged and sent a good one
+            await self.storage.quarantine(record["key"], "digest mismatch")
+            await self.storage.put(record["key"], record)
+        elif current is None or current["version"] <= record["version"]:
+            await self.storage.put(record["key"], record)
+        peer = request.sender
+        if peer is not None and peer != self.name:
+            self.on_peer_store(peer, record["address"])
+        return StoreAnswer(stored=True)
+
+    def _closest_hex(self, target: int) -> list[tuple[str, str]]:
+        """The k closest servers known, as FIND_NODE answers them: (hex id, name)."""
+        return [(f"{n:064x}", s) for n, s in self._closest_known(target, self.k)]
 
     def _closest_known(self, target: int, count: int) -> list[tuple[int, str]]:
         return sorted(self.live_servers(), key=lambda item: distance(item[0], target))[:count]
@@ -358,15 +389,16 @@ class DhtNode:
             batch = search.next_batch()
             if not batch:
                 break
+            ask = FindNode(target=f"{target:064x}", sender=self.name)
             answers = await asyncio.gather(
-                *(self.rpc(name, "FIND_NODE", target=f"{target:064x}") for _, name in batch),
+                *(self.rpc(name, ask, NodesAnswer) for _, name in batch),
                 return_exceptions=True,
             )
             for (node, _), answer in zip(batch, answers, strict=True):
-                if isinstance(answer, BaseException) or "nodes" not in answer:
+                if isinstance(answer, BaseException) or answer.nodes is None:
                     search.fail(node)
                     continue
-                search.answer([(int(h, 16), s) for h, s in answer["nodes"]])
+                search.answer([(int(h, 16), s) for h, s in answer.nodes])
         self.last_hops = search.hops
         return search.closest()
 
@@ -391,13 +423,14 @@ class DhtNode:
             )
         record["digest"] = record_digest(record)
         targets = await self.replicas_for(record["key"])
+        ask = Store(record=record, sender=self.name)
         results = await asyncio.gather(
-            *(self.rpc(t, "STORE", record=record) for t in targets), return_exceptions=True
+            *(self.rpc(t, ask, StoreAnswer) for t in targets), return_exceptions=True
         )
         stored = [
             t
             for t, r in zip(targets, results, strict=True)
-            if isinstance(r, dict) and r.get("stored")
+            if isinstance(r, StoreAnswer) and r.stored
         ]
         if len(stored) < needed:
             raise QuorumError(
@@ -444,19 +477,21 @@ class DhtNode:
     async def _find_values(self, key: str, nodes: list[tuple[int, str]]) -> tuple[Records, int]:
         """The intact copies of ``key`` that ``nodes`` hold (a failed RPC holds none), and
         how many of the nodes answered at all (holding a copy or not)."""
+        ask = FindValue(key=key, sender=self.name)
         answers = await asyncio.gather(
-            *(self.rpc(name, "FIND_VALUE", key=key) for _, name in nodes),
+            *(self.rpc(name, ask, ValueAnswer) for _, name in nodes),
             return_exceptions=True,
         )
-        answered = [a for a in answers if isinstance(a, dict) and "error" not in a]
-        records = (a.get("record") for a in answered)
+        answered = [a for a in answers if isinstance(a, ValueAnswer) and a.error is None]
+        records = (a.record for a in answered)
         return [r for r in records if r is not None and intact(r)], len(answered)
 
     async def list(self, prefix: str) -> list[dict[str, Any]]:
         merged: dict[str, dict[str, Any]] = {}
         for _, name in self.live_servers():
             with contextlib.suppress(UnavailableError):
-                for record in (await self.rpc(name, "LIST", prefix=prefix)).get("records", []):
+                ask = ListRecords(prefix=prefix, sender=self.name)
+                for record in (await self.rpc(name, ask, ListAnswer)).records:
                     if (
                         record["key"] not in merged
                         or merged[record["key"]]["version"] < record["version"]
@@ -603,7 +638,8 @@ class DhtNode:
         """Send ``name`` each of ``records`` it lacks or holds in an older version; add to
         ``short`` the keys whose copy there is neither confirmed nor restored."""
         try:
-            answer = await self.rpc(name, "HAS_MANY", timeout=5.0, keys=[r["key"] for r in records])
+            ask = HasMany(keys=[r["key"] for r in records], sender=self.name)
+            answer = await self.rpc(name, ask, VersionsAnswer, timeout=5.0)
         except UnavailableError:
             short.update(r["key"] for r in records)
             return 0
@@ -611,26 +647,36 @@ class DhtNode:
             self._repair_failed("peer", f"HAS_MANY to {name} failed")
             short.update(r["key"] for r in records)
             return 0
-        if "versions" in answer:
-            versions: dict[str, int] = answer["versions"]
+        if answer.versions is not None:
+            versions = answer.versions
         else:  # a node from before HAS_MANY (a rolling upgrade): ask record by record
             versions = {}
             for r in records:
                 with contextlib.suppress(UnavailableError):
-                    has = await self.rpc(name, "HAS", key=r["key"])
-                    if has.get("version") is not None:
-                        versions[r["key"]] = has["version"]
+                    has = await self.rpc(name, Has(key=r["key"], sender=self.name), VersionAnswer)
+                    if has.version is not None:
+                        versions[r["key"]] = has.version
         repaired = 0
         for record in records:
             held = versions.get(record["key"])
             if held is None or held < record["version"]:
                 try:
-                    stored = await self.rpc(name, "STORE", record=record)
+                    stored = await self.rpc(
+                        name, Store(record=record, sender=self.name), StoreAnswer
+                    )
                 except UnavailableError:
-                    stored = {}
-                if stored.get("stored"):
+                    stored = StoreAnswer()
+                if stored.stored:
                     repaired += 1
                     self.on_repair()
                 else:
                     short.add(record["key"])
         return repaired
+
+
+def _as(reply: type[A], answer: RpcAnswer) -> A:
+    """A locally handled request's answer as the caller's ``reply`` (an error answer is
+    any op's)."""
+    if isinstance(answer, reply):
+        return answer
+    return reply.model_validate(answer.model_dump(exclude_unset=True))

@@ -2,46 +2,55 @@
 
 from __future__ import annotations
 
-import json
+from pydantic import BaseModel
 
-from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
-
+from chorus_common.bus import Bucket, Bus
 from chorus_common.errors import NotFoundError, RequestInvalidError
+from chorus_common.topology import BUCKET_REGISTRY
 
-__all__ = ["RoleKeys"]
+__all__ = ["ROLE_PREFIX", "RoleKeyDocument", "RoleKeys"]
+
+#: where role keys live in the registry bucket: ``role.<name>``
+ROLE_PREFIX = "role."
+
+
+class RoleKeyDocument(BaseModel):
+    """``role.<name>`` in the registry bucket."""
+
+    public_key: str
 
 
 class RoleKeys:
     """``role.<name>`` entries of the registry KV bucket (``{"public_key": …}``)."""
 
-    def __init__(self, kv: KeyValue) -> None:
-        self.kv = kv
+    def __init__(self, bucket: Bucket[RoleKeyDocument]) -> None:
+        self.bucket = bucket
+
+    @classmethod
+    def open(cls, bus: Bus) -> RoleKeys:
+        return cls(bus.bucket(BUCKET_REGISTRY, RoleKeyDocument, prefix=ROLE_PREFIX))
 
     async def public_key(self, role: str) -> str:
         """The key registered for ``role``; 404 when there is none."""
-        try:
-            entry = await self.kv.get(f"role.{role}")
-        except KeyNotFoundError:
+        entry = await self.bucket.get(role)
+        if entry is None:
             raise NotFoundError(
                 f"no key is registered for role {role!r}: register it with "
                 f"POST /v1/roles/{role}/keys"
-            ) from None
-        public_key: str = json.loads(entry.value or b"{}")["public_key"]
-        return public_key
+            )
+        return entry.value.public_key
 
     async def for_sealing(self, roles: list[str]) -> dict[str, str]:
         """The keys of ``roles``, for a value sealed here; 422 naming a role without one."""
         out = {}
         for role in roles:
-            try:
-                entry = await self.kv.get(f"role.{role}")
-            except KeyNotFoundError:
+            entry = await self.bucket.get(role)
+            if entry is None:
                 raise RequestInvalidError(
                     f"unknown role {role!r}: register its key with POST /v1/roles/{role}/keys"
-                ) from None
-            out[role] = json.loads(entry.value or b"{}")["public_key"]
+                )
+            out[role] = entry.value.public_key
         return out
 
     async def register(self, role: str, public_key: str) -> None:
-        await self.kv.put(f"role.{role}", json.dumps({"public_key": public_key}).encode())
+        await self.bucket.put(role, RoleKeyDocument(public_key=public_key))

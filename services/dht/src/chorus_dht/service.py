@@ -13,7 +13,6 @@ from fastapi import APIRouter
 
 from chorus_common.errors import ConfigError
 from chorus_common.service import Service
-from chorus_common.topology import BUCKET_REGISTRY
 from chorus_dht.app import router
 from chorus_dht.audit import AuditLog
 from chorus_dht.cache import CachedStorage, TtlCache
@@ -88,7 +87,7 @@ class DhtService(Service):
         await self.node.start()
         node = self.node
         m.under_replicated.set_function(lambda: node.under_replicated)
-        roles = RoleKeys(await self.bus.js.key_value(BUCKET_REGISTRY))
+        roles = RoleKeys.open(self.bus)
         self.provide(node)
         self.provide(roles)
         self.provide(
