@@ -6,6 +6,7 @@ RUN pip install --no-cache-dir "uv==0.13.8"
 WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY libs ./libs
+COPY apps ./apps
 COPY services ./services
 RUN uv sync --frozen --no-dev --all-packages --no-editable
 

@@ -27,9 +27,9 @@ from bench_up import rss_mb
 from run_all import commit, machine_section
 
 from chorus_cli.constellation import Constellation
+from chorus_cli.testing.chaos import Pace, Workload
+from chorus_cli.testing.chaos import invariants as inv
 from chorus_common.natsserver import free_port
-from chorus_common.testing.chaos import Pace, Workload
-from chorus_common.testing.chaos import invariants as inv
 
 HERE = Path(__file__).resolve().parent
 STEADY = Pace(publish=0.05, gateway=0.1, task=1.0, claim=0.25, dht=0.5, admin_watch=1.0)

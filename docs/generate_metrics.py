@@ -19,8 +19,8 @@ from pathlib import Path
 
 from prometheus_client.registry import Collector
 
+from chorus_cli.roster import SERVICE_MODULES
 from chorus_common.config import ChorusSettings
-from chorus_common.processes import SERVICE_MODULES
 from chorus_common.service import Service
 
 OUT = Path(__file__).resolve().parent / "metrics.md"

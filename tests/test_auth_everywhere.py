@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chorus_common.processes import SERVICE_MODULES
+from chorus_cli.roster import SERVICE_MODULES
 from chorus_common.service import Service
 
 MUTATING = {"post", "put", "patch", "delete"}

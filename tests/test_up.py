@@ -23,8 +23,8 @@ import httpx
 import pytest
 import yaml
 
+from chorus_cli.roster import CHART_KEYS, HA_REPLICAS, LIGHT_REPLICAS, replicas
 from chorus_common.natsserver import NatsServer, port_is_free
-from chorus_common.shape import CHART_KEYS, HA_REPLICAS, LIGHT_REPLICAS, replicas
 
 CHORUS = str(Path(sys.executable).parent / "chorus")
 ROOT = Path(__file__).resolve().parents[1]

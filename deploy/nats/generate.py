@@ -1,4 +1,4 @@
-"""Generate the NATS authorization files from chorus_common.nats_auth; never hand-edit them.
+"""Generate the NATS authorization files from chorus_cli.nats_users; never hand-edit them.
 
     .venv/bin/python deploy/nats/generate.py             # write the files below
     .venv/bin/python deploy/nats/generate.py --check     # fail if a committed file is stale
@@ -17,7 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from chorus_common.nats_auth import new_passwords, render_authorization, render_user_index
+from chorus_cli.nats_users import USERS, render_authorization, render_user_index
+from chorus_common.nats_auth import new_passwords
 
 DEPLOY = Path(__file__).resolve().parents[1]
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.passwords:
-        sys.stdout.writelines(f"{k}={v}\n" for k, v in new_passwords().items())
+        sys.stdout.writelines(f"{k}={v}\n" for k, v in new_passwords(USERS).items())
         return 0
     stale = []
     for path, text in render_all().items():

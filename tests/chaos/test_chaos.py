@@ -24,9 +24,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from chorus_cli.testing.chaos import ChaosConstellation, Workload
+from chorus_cli.testing.chaos import invariants as inv
 from chorus_common.testing import wait_until
-from chorus_common.testing.chaos import ChaosConstellation, Workload
-from chorus_common.testing.chaos import invariants as inv
 
 SECONDS = float(os.environ.get("CHORUS_CHAOS_SECONDS", "45"))
 SEED = int(os.environ.get("CHORUS_CHAOS_SEED", "20261126"))

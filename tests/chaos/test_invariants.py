@@ -1,7 +1,7 @@
 """The chaos invariants catch the histories they exist for (a check that cannot fail proves nothing)."""
 
-from chorus_common.testing.chaos import invariants as inv
-from chorus_common.testing.chaos.invariants import AdminAnswer
+from chorus_cli.testing.chaos import invariants as inv
+from chorus_cli.testing.chaos.invariants import AdminAnswer
 
 
 def test_envelopes_lost_or_duplicated_are_reported() -> None:

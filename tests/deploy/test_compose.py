@@ -9,7 +9,7 @@ from typing import Any
 import helm_python as helm
 import yaml
 
-from chorus_common.processes import SERVICE_MODULES
+from chorus_cli.roster import SERVICE_MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -89,11 +89,11 @@ def _service_of(instance: str) -> str:
 
 
 def test_compose_services_connect_as_their_own_nats_users() -> None:
-    from chorus_common import nats_auth
+    from chorus_cli import nats_users
 
     services = COMPOSE["services"]
     nats_env = services["nats"]["environment"]
-    assert set(nats_env) == {u.password_env for u in nats_auth.USERS}
+    assert set(nats_env) == {u.password_env for u in nats_users.USERS}
     for variable, value in nats_env.items():
         assert value.startswith(f"${{{variable}:?"), variable  # required, never a default
     assert (
@@ -102,7 +102,7 @@ def test_compose_services_connect_as_their_own_nats_users() -> None:
     conf = (ROOT / "deploy" / "compose" / "nats.conf").read_text()
     assert re.search(r"^include \./nats-auth\.conf$", conf, re.M)
     for name in INSTANCES:
-        user = nats_auth.SERVICE_USERS[_service_of(name)]
+        user = nats_users.SERVICE_USERS[_service_of(name)]
         env = services[name]["environment"]
         assert env["CHORUS_NATS_USER"] == user.name, name
         assert env["CHORUS_NATS_PASSWORD"].startswith(f"${{{user.password_env}:?"), name
@@ -115,6 +115,7 @@ def test_compose_nats_config_is_accepted_by_nats_server_only_with_passwords(
     import os
     import subprocess
 
+    from chorus_cli import nats_users
     from chorus_common import nats_auth
     from chorus_common.natsserver import nats_server_binary
 
@@ -131,7 +132,7 @@ def test_compose_nats_config_is_accepted_by_nats_server_only_with_passwords(
         )
 
     bare = {k: v for k, v in os.environ.items() if not k.startswith("CHORUS_NATS_PASSWORD_")}
-    ok = check({**bare, **nats_auth.new_passwords()})
+    ok = check({**bare, **nats_auth.new_passwords(nats_users.USERS)})
     assert ok.returncode == 0, ok.stdout + ok.stderr
     refused = check(bare)  # no password set: the server does not start open
     assert refused.returncode != 0 and "CHORUS_NATS_PASSWORD_" in refused.stdout + refused.stderr

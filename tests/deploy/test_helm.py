@@ -148,25 +148,25 @@ def _service_workloads(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def test_embedded_nats_gives_every_service_its_own_user() -> None:
-    from chorus_common import nats_auth
+    from chorus_cli import nats_users
 
     docs = render(load_profile("trial"))
     config = _by(docs, "ConfigMap")["chorus-nats-config"]["data"]
     assert "include ./nats-auth.conf" in config["nats.conf"]
-    assert config["nats-auth.conf"] == nats_auth.render_authorization()
+    assert config["nats-auth.conf"] == nats_users.render_authorization()
 
     secret = _by(docs, "Secret")["chorus-nats-users"]
-    assert set(secret["data"]) == {u.name for u in nats_auth.USERS}
+    assert set(secret["data"]) == {u.name for u in nats_users.USERS}
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
     nats = _by(docs, "StatefulSet")["chorus-nats"]["spec"]["template"]["spec"]["containers"][0]
     env = _env(nats)
-    for user in nats_auth.USERS:
+    for user in nats_users.USERS:
         ref = env[user.password_env]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "chorus-nats-users", "key": user.name}
 
     workloads = _service_workloads(docs)
-    assert set(workloads) == set(nats_auth.SERVICE_USERS)
+    assert set(workloads) == set(nats_users.SERVICE_USERS)
     for name, workload in workloads.items():
         env = _env(workload["spec"]["template"]["spec"]["containers"][0])
         assert env["CHORUS_NATS_USER"]["value"] == name
@@ -179,13 +179,14 @@ def test_rendered_embedded_nats_config_is_accepted_by_nats_server(tmp_path: Path
     import os
     import subprocess
 
+    from chorus_cli import nats_users
     from chorus_common import nats_auth
     from chorus_common.natsserver import nats_server_binary
 
     config = _by(render(load_profile("trial")), "ConfigMap")["chorus-nats-config"]["data"]
     for name, text in config.items():
         (tmp_path / name).write_text(text)
-    env = {**os.environ, **nats_auth.new_passwords(), "POD_NAME": "chorus-nats-0"}
+    env = {**os.environ, **nats_auth.new_passwords(nats_users.USERS), "POD_NAME": "chorus-nats-0"}
     result = subprocess.run(
         [nats_server_binary(), "-t", "-c", str(tmp_path / "nats.conf")],
         capture_output=True,

@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote
 import httpx
 import pytest
 
+from chorus_cli import nats_users
 from chorus_cli.constellation import Constellation
 from chorus_common import nats_auth
 from chorus_common.agent import Agent
@@ -43,7 +44,7 @@ def test_generated_authorization_files_are_current() -> None:
     )
     assert result.returncode == 0, result.stderr
     text = (ROOT / "deploy/compose/nats-auth.conf").read_text()
-    assert text == nats_auth.render_authorization()
+    assert text == nats_users.render_authorization()
     assert (ROOT / "deploy/helm/chorus/files/nats-auth.conf").read_text() == text
 
 
@@ -53,7 +54,7 @@ def test_generator_prints_passwords_for_every_user() -> None:
     )
     assert result.returncode == 0, result.stderr
     pairs = dict(line.split("=", 1) for line in result.stdout.splitlines())
-    assert set(pairs) == {u.password_env for u in nats_auth.USERS}
+    assert set(pairs) == {u.password_env for u in nats_users.USERS}
     assert all(p[0].isalpha() and p.isalnum() for p in pairs.values())
 
 
@@ -92,7 +93,7 @@ class Running:
 
 @pytest.fixture
 def secured_constellation(tmp_path: Path) -> Iterator[Running]:
-    passwords = nats_auth.new_passwords()
+    passwords = nats_auth.new_passwords(nats_users.USERS)
     server = NatsServer(
         store_dir=tmp_path / "nats",
         extra_config=(ROOT / "deploy/compose/nats-auth.conf").read_text(),
@@ -105,7 +106,7 @@ def secured_constellation(tmp_path: Path) -> Iterator[Running]:
         nats_url=server.url,
         per_service_env={
             name: nats_auth.client_env(user, passwords)
-            for name, user in nats_auth.SERVICE_USERS.items()
+            for name, user in nats_users.SERVICE_USERS.items()
         },
     )
     try:
@@ -240,8 +241,8 @@ def test_every_service_works_under_its_own_nats_user(secured_constellation: Runn
 async def _agent_claims(r: Running, task_id: str) -> dict[str, Any]:
     settings = ChorusSettings(
         nats_url=r.server.url,
-        nats_user=nats_auth.AGENT.name,
-        nats_password=r.passwords[nats_auth.AGENT.password_env],
+        nats_user=nats_users.AGENT.name,
+        nats_password=r.passwords[nats_users.AGENT.password_env],
     )
     bus = Bus(settings, "builder-1")
     await bus.connect(timeout=10)

@@ -1,4 +1,4 @@
-"""The per-service NATS users of chorus_common.nats_auth, enforced by a real nats-server.
+"""The per-service NATS users of chorus_cli.nats_users, enforced by a real nats-server.
 
 The whole constellation running under these users is in tests/deploy/test_nats_auth.py;
 here each user is shown refused when it steps outside its lists.
@@ -16,6 +16,8 @@ import nats
 import pytest
 from nats.aio.client import Client
 
+from chorus_cli import nats_users
+from chorus_cli.roster import SERVICE_MODULES
 from chorus_common import nats_auth
 from chorus_common.bus import Bus
 from chorus_common.config import ChorusSettings
@@ -24,25 +26,24 @@ from chorus_common.envelopes.samples import SAMPLE_PAYLOADS
 from chorus_common.errors import UnavailableError
 from chorus_common.leadership import LeaseRecord
 from chorus_common.natsserver import NatsServer, nats_server_binary
-from chorus_common.processes import SERVICE_MODULES
 from chorus_common.subjects import routes
 from chorus_common.topology import BUCKET_ELECTION, BUCKET_TASKS
 
-PASSWORDS = nats_auth.new_passwords()
+PASSWORDS = nats_auth.new_passwords(nats_users.USERS)
 
 
 def test_every_service_has_its_own_user_and_password_variable() -> None:
-    assert set(nats_auth.SERVICE_USERS) == set(SERVICE_MODULES)
-    names = [u.name for u in nats_auth.USERS]
+    assert set(nats_users.SERVICE_USERS) == set(SERVICE_MODULES)
+    names = [u.name for u in nats_users.USERS]
     assert len(names) == len(set(names)) and {"admin", "agent"} <= set(names)
-    variables = {u.password_env for u in nats_auth.USERS}
+    variables = {u.password_env for u in nats_users.USERS}
     assert len(variables) == len(names)
-    assert nats_auth.PUBSUB_GATEWAY.password_env == "CHORUS_NATS_PASSWORD_PUBSUB_GATEWAY"
+    assert nats_users.PUBSUB_GATEWAY.password_env == "CHORUS_NATS_PASSWORD_PUBSUB_GATEWAY"
 
 
 def test_the_beat_clock_key_is_the_one_backbeat_writes() -> None:
     backbeat = pytest.importorskip("chorus_backbeat.service")
-    assert nats_auth.BACKBEAT.may_publish(f"$KV.{BUCKET_ELECTION}.{backbeat.CLOCK_KEY}")
+    assert nats_users.BACKBEAT.may_publish(f"$KV.{BUCKET_ELECTION}.{backbeat.CLOCK_KEY}")
 
 
 @pytest.mark.parametrize("message_type", list(MessageType))
@@ -58,9 +59,14 @@ def test_every_route_of_every_envelope_is_open_to_envelope_publishers_only(
         payload=SAMPLE_PAYLOADS[message_type],
     )
     for subject in routes(env):
-        for user in (nats_auth.PUBSUB_GATEWAY, nats_auth.HAP, nats_auth.AGENT):
+        for user in (nats_users.PUBSUB_GATEWAY, nats_users.HAP, nats_users.AGENT):
             assert user.may_publish(subject), (user.name, subject)
-        for user in (nats_auth.ELECTION, nats_auth.DHT, nats_auth.LICENSING, nats_auth.BACKBEAT):
+        for user in (
+            nats_users.ELECTION,
+            nats_users.DHT,
+            nats_users.LICENSING,
+            nats_users.BACKBEAT,
+        ):
             assert not user.may_publish(subject), (user.name, subject)
 
 
@@ -84,7 +90,7 @@ def test_nats_server_accepts_the_block_and_refuses_to_start_without_a_password(
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "nats.conf"
-    config.write_text('listen: "127.0.0.1:-1"\n' + nats_auth.render_authorization())
+    config.write_text('listen: "127.0.0.1:-1"\n' + nats_users.render_authorization())
     ok = _check_config(config, PASSWORDS)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     missing = {k: v for k, v in PASSWORDS.items() if k != "CHORUS_NATS_PASSWORD_DHT"}
@@ -98,7 +104,7 @@ def secured(tmp_path: Path) -> Iterator[NatsServer]:
     """A nats-server whose only users are the generated ones, topology declared by admin."""
     server = NatsServer(
         store_dir=tmp_path / "nats",
-        extra_config=nats_auth.render_authorization(),
+        extra_config=nats_users.render_authorization(),
         env=PASSWORDS,
     ).start()
     try:
@@ -157,28 +163,28 @@ def settings(server: NatsServer, user: nats_auth.NatsUser) -> ChorusSettings:
 
 #: (user, a subject outside its lists) — each one a thing that service must never do
 FORBIDDEN_PUBLISHES = [
-    (nats_auth.HAP, "chorus.election.heartbeat"),  # speak for the admin
-    (nats_auth.PUBSUB_GATEWAY, "chorus.election.winner"),
-    (nats_auth.AGENT, "chorus.election.candidacy"),
-    (nats_auth.DHT, f"$KV.{BUCKET_ELECTION}.leader.admin"),  # take the admin lease
-    (nats_auth.COORDINATOR, f"$KV.{BUCKET_ELECTION}.leader.admin"),
-    (nats_auth.BACKBEAT, f"$KV.{BUCKET_ELECTION}.leader.coordinator"),
-    (nats_auth.ELECTION, f"$KV.{BUCKET_TASKS}.task.t1"),  # rewrite the task board
-    (nats_auth.HAP, f"$KV.{BUCKET_TASKS}.task.t1"),
-    (nats_auth.LICENSING, "chorus.coord.task_claim"),  # publish envelopes
-    (nats_auth.BACKBEAT, "chorus.hmmm.t1.meta_discussion"),
-    (nats_auth.ELECTION, "chorus.dht.rpc.dht-1"),  # call a DHT node
-    (nats_auth.HAP, "chorus.svc.coordinator.claim"),  # claim tasks over RPC
-    (nats_auth.PUBSUB_GATEWAY, "_INBOX.x"),  # forge a reply nobody asked it for
-    (nats_auth.COORDINATOR, "$JS.API.STREAM.DELETE.CHORUS_EVENTS"),  # destroy the bus
-    (nats_auth.AGENT, "$JS.API.STREAM.PURGE.CHORUS_EVENTS"),
+    (nats_users.HAP, "chorus.election.heartbeat"),  # speak for the admin
+    (nats_users.PUBSUB_GATEWAY, "chorus.election.winner"),
+    (nats_users.AGENT, "chorus.election.candidacy"),
+    (nats_users.DHT, f"$KV.{BUCKET_ELECTION}.leader.admin"),  # take the admin lease
+    (nats_users.COORDINATOR, f"$KV.{BUCKET_ELECTION}.leader.admin"),
+    (nats_users.BACKBEAT, f"$KV.{BUCKET_ELECTION}.leader.coordinator"),
+    (nats_users.ELECTION, f"$KV.{BUCKET_TASKS}.task.t1"),  # rewrite the task board
+    (nats_users.HAP, f"$KV.{BUCKET_TASKS}.task.t1"),
+    (nats_users.LICENSING, "chorus.coord.task_claim"),  # publish envelopes
+    (nats_users.BACKBEAT, "chorus.hmmm.t1.meta_discussion"),
+    (nats_users.ELECTION, "chorus.dht.rpc.dht-1"),  # call a DHT node
+    (nats_users.HAP, "chorus.svc.coordinator.claim"),  # claim tasks over RPC
+    (nats_users.PUBSUB_GATEWAY, "_INBOX.x"),  # forge a reply nobody asked it for
+    (nats_users.COORDINATOR, "$JS.API.STREAM.DELETE.CHORUS_EVENTS"),  # destroy the bus
+    (nats_users.AGENT, "$JS.API.STREAM.PURGE.CHORUS_EVENTS"),
 ]
 
 
 async def test_each_service_is_refused_outside_its_publish_permissions(
     secured: NatsServer,
 ) -> None:
-    admin = Bus(settings(secured, nats_auth.ADMIN), "admin")
+    admin = Bus(settings(secured, nats_users.ADMIN), "admin")
     await admin.connect(timeout=10)
     await admin.close()
     for user, subject in FORBIDDEN_PUBLISHES:
@@ -188,10 +194,10 @@ async def test_each_service_is_refused_outside_its_publish_permissions(
             assert await conn.refused("publish", subject), (user.name, subject, conn.errors)
     # and an allowed publish of each service user passes without complaint
     for user, subject in [
-        (nats_auth.HAP, "chorus.hmmm.t1.meta_discussion"),
-        (nats_auth.ELECTION, "chorus.election.heartbeat"),
-        (nats_auth.DHT, "chorus.dht.announce"),
-        (nats_auth.BACKBEAT, "chorus.backbeat.bar"),
+        (nats_users.HAP, "chorus.hmmm.t1.meta_discussion"),
+        (nats_users.ELECTION, "chorus.election.heartbeat"),
+        (nats_users.DHT, "chorus.dht.announce"),
+        (nats_users.BACKBEAT, "chorus.backbeat.bar"),
     ]:
         async with connect(secured, user) as conn:
             await conn.nc.publish(subject, b"{}")
@@ -203,11 +209,11 @@ async def test_each_service_is_refused_outside_its_subscribe_permissions(
     secured: NatsServer,
 ) -> None:
     for user, subject in [
-        (nats_auth.DHT, "chorus.election.*"),
-        (nats_auth.COORDINATOR, "chorus.>"),
-        (nats_auth.LICENSING, "$SRV.PING.chorus-election"),  # answer discovery for another
-        (nats_auth.ELECTION, "chorus.svc.licensing.lease-grant"),  # hand out seats
-        (nats_auth.AGENT, "$KV.>"),
+        (nats_users.DHT, "chorus.election.*"),
+        (nats_users.COORDINATOR, "chorus.>"),
+        (nats_users.LICENSING, "$SRV.PING.chorus-election"),  # answer discovery for another
+        (nats_users.ELECTION, "chorus.svc.licensing.lease-grant"),  # hand out seats
+        (nats_users.AGENT, "$KV.>"),
     ]:
         assert not user.may_subscribe(subject)
         async with connect(secured, user) as conn:
@@ -219,12 +225,12 @@ async def test_the_bus_of_a_service_fails_to_publish_what_is_not_its_own(
     secured: NatsServer,
 ) -> None:
     """Through the real Bus and KV API: refused writes are never acknowledged, nothing changes."""
-    election = Bus(settings(secured, nats_auth.ELECTION), "election")
+    election = Bus(settings(secured, nats_users.ELECTION), "election")
     await election.connect(timeout=10)  # declares streams and buckets as any service does
     lease = await election.js.key_value(BUCKET_ELECTION)
     revision = await lease.create("leader.admin", LeaseRecord("election-1", 1, 5.0).encode())
 
-    dht = Bus(settings(secured, nats_auth.DHT), "dht")
+    dht = Bus(settings(secured, nats_users.DHT), "dht")
     await dht.connect(timeout=10)
     stolen = await dht.js.key_value(BUCKET_ELECTION)
     with pytest.raises(Exception):  # noqa: B017 - the server drops it: no ack, a timeout
@@ -235,7 +241,7 @@ async def test_the_bus_of_a_service_fails_to_publish_what_is_not_its_own(
     assert entry.revision == revision
     assert LeaseRecord.decode(entry.value or b"").holder == "election-1"
 
-    backbeat = Bus(settings(secured, nats_auth.BACKBEAT), "backbeat")
+    backbeat = Bus(settings(secured, nats_users.BACKBEAT), "backbeat")
     await backbeat.connect(timeout=10)
     claim = Envelope(
         type=MessageType.TASK_CLAIM,

@@ -97,7 +97,7 @@ MODULES = _public_modules()
 
 def test_the_walk_finds_the_library() -> None:
     assert "chorus_common.envelopes" in MODULES
-    assert "chorus_cli.testing.chaos.invariants" in MODULES
+    assert "chorus_common.testing.chaos.invariants" in MODULES
     assert not [m for m in MODULES if "._" in m]
     assert imported_names()["chorus_common.envelopes"], "no imports of envelopes found"
 

@@ -1,7 +1,7 @@
 """The local constellation of `chorus up`: embedded NATS (one node or a 3-node cluster), the services.
 
 Light (the default): every service once, three DHT nodes. ``ha``: the Helm
-chart's default replica counts (``chorus_common.shape.HA_REPLICAS``).
+chart's default replica counts (``chorus_cli.roster.HA_REPLICAS``).
 ``cluster``: a 3-node NATS JetStream cluster with streams and KV at R3.
 Kept apart from the command-line parsing so the end-to-end tests run exactly
 what a user runs.
@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chorus_cli.roster import HA_REPLICAS, LIGHT_REPLICAS, SERVICE_MODULES, replicas
 from chorus_cli.supervision import RestartPolicy, Supervisor
 from chorus_common.errors import ConfigError
 from chorus_common.natsserver import NatsCluster, NatsServer, free_port, port_is_free
 from chorus_common.processes import ServiceProcess, preload_service_stack
-from chorus_common.shape import HA_REPLICAS, LIGHT_REPLICAS, replicas
 
 DEFAULT_NATS_PORT = 4222
 #: first HTTP port; instances take consecutive ports from here in start order.
@@ -243,6 +243,7 @@ class Constellation:
             proc = ServiceProcess(
                 instance=inst.name,
                 service=inst.service,
+                module=SERVICE_MODULES[inst.service],
                 port=inst.port,
                 env=env,
                 log_path=self.data_dir / "logs" / f"{inst.name}.log",

@@ -22,10 +22,10 @@ from rich.text import Text
 
 from chorus_cli.advertise import BusAdvertisement, start_advertising
 from chorus_cli.constellation import Constellation, PortTakenError, read_state
+from chorus_cli.roster import SERVICE_MODULES
 from chorus_cli.supervision import Phase, RestartPolicy
 from chorus_cli.ucxl import app as ucxl_app
 from chorus_common.errors import ChorusError
-from chorus_common.processes import SERVICE_MODULES
 
 app = typer.Typer(
     help="CHORUS: coordination runtime for a fleet of AI and human agents.",

@@ -4,7 +4,7 @@
 as ``CHORUS_CHAOS_SECONDS`` says, by hand (see docs/testing.md).
 """
 
-from chorus_common.testing.chaos.constellation import ChaosConstellation, Fault
-from chorus_common.testing.chaos.workload import Observed, Pace, Targets, Workload
+from chorus_cli.testing.chaos.constellation import ChaosConstellation, Fault
+from chorus_cli.testing.chaos.workload import Observed, Pace, Targets, Workload
 
 __all__ = ["ChaosConstellation", "Fault", "Observed", "Pace", "Targets", "Workload"]

@@ -1,7 +1,7 @@
 """A constellation to break: the shape the chart ships, on a 3-node NATS cluster (R3).
 
 Every service runs as a process in the replica counts of the Helm chart's
-defaults (``chorus_common.shape.HA_REPLICAS``), licensing required, real
+defaults (``chorus_cli.roster.HA_REPLICAS``), licensing required, real
 unpinned election scores. Faults are the ones operators meet: SIGKILL then
 restart, SIGSTOP then SIGCONT (a long GC pause, a frozen VM), SIGTERM then
 restart (a rolling deploy). One fault at a time, so a quorum of NATS nodes and
@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chorus_cli.roster import HA_REPLICAS, SERVICE_MODULES, replicas
 from chorus_common.natsserver import NatsCluster, NatsServer, free_port
 from chorus_common.processes import ServiceProcess
-from chorus_common.shape import HA_REPLICAS, replicas
 
 __all__ = ["ChaosConstellation", "Fault"]
 
@@ -83,6 +83,7 @@ class ChaosConstellation:
             self.procs[name] = ServiceProcess(
                 instance=name,
                 service=service,
+                module=SERVICE_MODULES[service],
                 port=free_port(),
                 env={
                     **ENV,

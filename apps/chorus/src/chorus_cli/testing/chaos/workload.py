@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 import nats
 
+from chorus_cli.testing.chaos.invariants import AdminAnswer
 from chorus_common.agent import Agent
 from chorus_common.bus import Bus
 from chorus_common.config import ChorusSettings
@@ -30,7 +31,6 @@ from chorus_common.errors import ChorusError
 from chorus_common.feeds import FeedWriter
 from chorus_common.sealed import RoleKeyPair, seal
 from chorus_common.signing import AgentKey
-from chorus_common.testing.chaos.invariants import AdminAnswer
 from chorus_common.ucxl import UcxlAddress
 from chorus_common.ucxl_client import open_record
 
