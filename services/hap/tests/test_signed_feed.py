@@ -14,7 +14,6 @@ from chorus_common.service_signing import ServiceSigner
 from chorus_common.signing import AgentKey
 from chorus_common.subjects import primary_subject
 from chorus_common.testing import wait_until
-from chorus_common.topology import BUCKET_REGISTRY
 from chorus_hap.portal import Portal
 
 
@@ -34,8 +33,7 @@ async def test_forged_service_envelopes_stay_out_of_the_live_feed(
     await portal.start()
     plain = await nats.connect(nats_url)
     try:
-        kv = await bus_client.js.key_value(BUCKET_REGISTRY)
-        coordinator = await ServiceSigner.open(kv, "coordinator", "c1", tmp_path / "c1")
+        coordinator = await ServiceSigner.open(bus_client, "coordinator", "c1", tmp_path / "c1")
         forged = [
             _escalation("coordinator", "forged: the old unsigned sender"),
             _escalation(coordinator.sender, "forged: no signature"),
