@@ -187,14 +187,9 @@ class SessionStore:
         session_id = self.seal.new_id()
         record = self.seal.record(person, token, now)
         with _unavailable("cannot store the session in NATS KV"):
-            # TODO(bus): Bucket.create takes no per-message TTL; needs
-            # Bucket.create(key, value, *, ttl: float | None = None) -> int (the server
-            # drops the record after ``ttl`` seconds, as KeyValue.create(msg_ttl=) does)
-            kv = await self.records.kv()
-            await kv.create(
-                self.seal.record_key(session_id),
-                record.model_dump_json().encode(),
-                msg_ttl=self.seal.lifetime,
+            # the server drops the record when the session's lifetime is over
+            await self.records.create(
+                self.seal.record_key(session_id), record, ttl=self.seal.lifetime
             )
         return session_id
 

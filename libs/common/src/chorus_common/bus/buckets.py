@@ -71,12 +71,18 @@ class Bucket(Generic[M]):
             return None
         return Versioned(self._decode(full, entry.value), entry.revision)
 
-    async def create(self, key: str, value: M) -> int:
-        """Write ``value`` only if ``key`` holds nothing (409 otherwise); its revision."""
+    async def create(self, key: str, value: M, *, ttl: float | None = None) -> int:
+        """Write ``value`` only if ``key`` holds nothing (409 otherwise); its revision.
+
+        ``ttl``: the server drops the document that many seconds later (the bucket must
+        allow per-message TTLs)."""
         kv = await self.kv()
         full = self.prefix + key
+        data = value.model_dump_json().encode()
         with bus_errors(f"create {self.name}/{full}"):
-            return int(await kv.create(full, value.model_dump_json().encode()))
+            if ttl is None:
+                return int(await kv.create(full, data))
+            return int(await kv.create(full, data, msg_ttl=ttl))
 
     async def update(self, key: str, value: M, revision: int) -> int:
         """Write ``value`` only if ``key`` is still at ``revision`` (409 otherwise)."""
