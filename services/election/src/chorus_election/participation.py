@@ -13,7 +13,6 @@ from pathlib import Path
 from chorus_common.bus import Bus
 from chorus_common.election import Participant, ParticipantHooks, ScoreSource, StepDownReason
 from chorus_common.service_signing import ServiceSigner, ServiceVerifier
-from chorus_common.topology import BUCKET_REGISTRY
 from chorus_election.metrics import ElectionMetrics
 from chorus_election.settings import ElectionSettings, pairs
 
@@ -101,8 +100,6 @@ async def open_participant(
         else StepDownReason.INELIGIBLE,
         challenge_margin=s.election_challenge_margin,
         hooks=participant_hooks(m, s.election_actions_log),
-        signer=await ServiceSigner.open(
-            await bus.js.key_value(BUCKET_REGISTRY), service, s.node_id, s.data_dir
-        ),
+        signer=await ServiceSigner.open(bus, service, s.node_id, s.data_dir),
         verifier=await ServiceVerifier.open(bus),
     )
