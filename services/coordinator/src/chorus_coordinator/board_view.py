@@ -16,11 +16,8 @@ ordered consumer, say), the view is rebuilt from a fresh watch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
-
-from pydantic import ValidationError
 
 from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Bucket
@@ -30,7 +27,6 @@ from chorus_coordinator.documents import TaskRecord
 __all__ = ["PREFIX", "BoardView"]
 
 #: the operation of a watch entry whose key was deleted or purged (nats-py's KV_DEL, KV_PURGE)
-_GONE = ("DEL", "PURGE")
 
 
 @dataclass
@@ -166,30 +162,19 @@ class BoardView:
     async def _watch_once(self) -> None:
         building = self._building = _State()
         floor = await self.bucket.bus.stream_last_seq(self._stream)
-        # TODO(bus): Bucket.watch() — the bucket's live values then every change, with the
-        # end of the initial values marked; the watch is the one raw KeyValue use left
-        watcher = await (await self.bucket.kv()).watchall()
+        changes = self.bucket.watch()
         try:
-            async for entry in watcher:
-                if entry is None:  # the bucket as it was when the watch began is in
+            async for change in changes:
+                if change is None:  # the bucket as it was when the watch began is in
                     building.watermark = max(building.watermark, floor)
                     self._state, self._building = building, None
                     self._ready.set()
                     continue
-                if entry.revision is None:
-                    continue
                 state = self._building or self._state
-                state.watermark = max(state.watermark, entry.revision)
-                if not entry.key.startswith(PREFIX):
-                    continue
-                doc: TaskRecord | None = None
-                if entry.operation not in _GONE and entry.value:
-                    try:
-                        doc = TaskRecord.model_validate_json(entry.value)
-                    except ValidationError:
-                        continue  # not a task document; the board never writes one
-                state.apply(entry.key.removeprefix(PREFIX), entry.revision, doc, local=False)
+                state.watermark = max(state.watermark, change.revision)
+                if change.value is None and not change.deleted:
+                    continue  # not a task document; the board never writes one
+                state.apply(change.key, change.revision, change.value, local=False)
         finally:
             self._building = None
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+            await changes.aclose()

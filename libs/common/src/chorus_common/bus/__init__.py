@@ -12,7 +12,7 @@
 - :mod:`~chorus_common.bus.retry` — the one retry-until-deadline loop.
 """
 
-from chorus_common.bus.buckets import Bucket, Versioned
+from chorus_common.bus.buckets import Bucket, Change, Versioned
 from chorus_common.bus.consumer import EVENTS_STREAM, Consumer, Delivery, Handler
 from chorus_common.bus.core import ATOMIC_BATCH_MAX, Bus, StoredMessage, SubscriptionInfo
 from chorus_common.bus.errors import bus_errors
@@ -24,6 +24,7 @@ __all__ = [
     "EVENTS_STREAM",
     "Bucket",
     "Bus",
+    "Change",
     "Consumer",
     "Delivery",
     "Handler",

@@ -10,6 +10,8 @@ is away an :class:`~chorus_common.errors.UnavailableError` (503).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -23,7 +25,7 @@ from chorus_common.errors import MalformedBodyError, NotFoundError
 if TYPE_CHECKING:
     from chorus_common.bus.core import Bus
 
-__all__ = ["Bucket", "Versioned"]
+__all__ = ["Bucket", "Change", "Versioned"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,6 +36,22 @@ class Versioned(Generic[M]):
 
     value: M
     revision: int
+
+
+@dataclass(frozen=True)
+class Change(Generic[M]):
+    """One change a watch sees: the key (without the bucket's prefix), the revision, and
+    the document — None when the key was deleted or purged (``deleted``) or when what
+    was written there is not a document of the bucket's model (``deleted`` false)."""
+
+    key: str
+    revision: int
+    value: M | None
+    deleted: bool
+
+
+#: the KV operations that leave a key without a value
+_GONE = frozenset({"DEL", "PURGE"})
 
 
 class Bucket(Generic[M]):
@@ -117,3 +135,27 @@ class Bucket(Generic[M]):
             except MalformedBodyError:
                 continue
         return out
+
+    async def watch(self) -> AsyncGenerator[Change[M] | None, None]:
+        """Every live document under the prefix, then ``None`` once those are all
+        delivered, then every later change, as long as the caller iterates; the
+        server's consumer is stopped when the iteration ends."""
+        kv = await self.kv()
+        with bus_errors(f"watch {self.name}/{self.prefix}>"):
+            watcher = await (kv.watch(self.prefix + ">") if self.prefix else kv.watchall())
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    yield None
+                    continue
+                if entry.revision is None:
+                    continue
+                deleted = (entry.operation or "") in _GONE
+                value: M | None = None
+                if not deleted and entry.value:
+                    with contextlib.suppress(MalformedBodyError):
+                        value = self._decode(entry.key, entry.value)
+                yield Change(entry.key.removeprefix(self.prefix), entry.revision, value, deleted)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
