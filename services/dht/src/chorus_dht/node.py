@@ -9,9 +9,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
-
-from nats.aio.subscription import Subscription
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Bus, Received
@@ -61,6 +59,9 @@ __all__ = [
     "majority",
     "record_digest",
 ]
+
+if TYPE_CHECKING:
+    from nats.aio.subscription import Subscription
 
 log = logging.getLogger("chorus.dht")
 A = TypeVar("A", bound=RpcAnswer)
