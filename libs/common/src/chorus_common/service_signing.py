@@ -374,9 +374,13 @@ class ServiceVerifier:
         self._reading: dict[str, asyncio.Task[ServiceIdentity | None]] = {}
 
     @classmethod
-    async def open(cls, bus: Any, cache_seconds: float = 5.0) -> ServiceVerifier:
-        """For a connected :class:`~chorus_common.bus.Bus`; counts into its metrics if it has them."""
-        metrics = getattr(bus, "metrics", None)
+    async def open(
+        cls, bus: Any, cache_seconds: float = 5.0, *, counted: bool = True
+    ) -> ServiceVerifier:
+        """For a connected :class:`~chorus_common.bus.Bus`; counts forgeries into its
+        metrics if it has them, unless ``counted`` is false (a second verifier of the
+        same messages in one process, so a forgery is counted once)."""
+        metrics = getattr(bus, "metrics", None) if counted else None
         kv = await bus.jetstream.key_value(BUCKET_REGISTRY)
         return cls(kv, metrics.forged if metrics is not None else None, cache_seconds=cache_seconds)
 

@@ -21,7 +21,7 @@ from chorus_backbeat.topics import BEATS
 from chorus_backbeat.view import BeatView
 from chorus_common.aio import cancel_and_wait
 from chorus_common.backbeat import BeatFrame, beat_phase, utc, window_id
-from chorus_common.bus import Bucket, Bus, bus_errors
+from chorus_common.bus import Bucket, Bus
 from chorus_common.errors import ConflictError, RequestInvalidError
 from chorus_common.leadership import LeaderLease
 from chorus_common.service_signing import ServiceSigner
@@ -169,9 +169,6 @@ class Pulse:
             "Nats-Msg-Id": f"beat-{cluster}-{index}",
             **self.signer.sign_headers(subject, body),
         }
-        # TODO(bus): Bus.record(subject, data, *, headers=..., timeout=...) — store signed
-        # bytes with their headers (signature, Nats-Msg-Id) and wait for JetStream's ack;
-        # record takes no headers, and a core publish_raw would not wait for the ack
-        with bus_errors(f"publish on {subject}"):
-            await self.bus.jetstream.publish(subject, body, headers=headers, timeout=1)
+        # stored and acknowledged; Nats-Msg-Id keeps two leaders from storing one beat twice
+        await self.bus.record(subject, body, headers=headers, timeout=1)
         self.frames_published += 1

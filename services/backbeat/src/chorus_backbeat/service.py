@@ -49,12 +49,10 @@ class BackbeatService(Service):
         # the service's tracker (Service.tracker) follows the same frames and counts each
         # forged one in chorus_bus_forged_total; this verifier refuses them uncounted, so a
         # forgery is counted once per process
-        verifier = await ServiceVerifier.open(self.bus)
-        verifier.counter = None
+        verifier = await ServiceVerifier.open(self.bus, counted=False)
         await clock.read()  # create the cluster's clock if nobody has yet
         self.lease = await LeaderLease.open(
-            # TODO(bus): LeaderLease.open(bus, ...) — it takes the raw JetStream context
-            self.bus.jetstream,
+            self.bus,
             "backbeat",
             s.node_id,
             ttl=s.backbeat_lease_ttl_seconds,

@@ -541,12 +541,19 @@ class Bus:
             )
 
     async def record(
-        self, subject: str, document: BaseModel | bytes, *, timeout: float = 5.0
+        self,
+        subject: str,
+        document: BaseModel | bytes,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float = 5.0,
     ) -> PubAck:
-        """Store a document that is not an envelope (an audit event, a bar report) in the
-        stream its subject belongs to; 503 when JetStream does not acknowledge it."""
+        """Store a document that is not an envelope (an audit event, a signed beat frame)
+        in the stream its subject belongs to, with ``headers`` (a detached signature, a
+        ``Nats-Msg-Id`` the stream de-duplicates on); 503 when JetStream does not
+        acknowledge it."""
         data = document if isinstance(document, bytes) else document.model_dump_json().encode()
-        headers: dict[str, str] = {}
+        headers = dict(headers or {})
         tracing.inject(headers)
         with bus_errors(f"store on {subject}"):
             return await self.jetstream.publish(
