@@ -80,6 +80,9 @@ async def test_a_typed_node_answers_the_previous_requests_as_the_previous_node_d
     # keys as its characters), not left to time out
     misshapen = await _ask(bus_client, "n1", {"op": "HAS_MANY", "keys": "not a list"})
     assert misshapen == {"error": "malformed HAS_MANY request"}
+    # bytes that are no request at all are answered too, as the previous node answered them
+    garbage = await bus_client.client.request("chorus.dht.rpc.n1", b"\xff not json", 5)
+    assert "error" in json.loads(garbage.data)
     damaged = {**_record(version=7), "address": "ucxl://a:b@p:t/*^/changed.json"}
     await node.storage.put(KEY, damaged)
     corrupt = await _ask(bus_client, "n1", {"op": "FIND_VALUE", "from": "p1", "key": KEY})

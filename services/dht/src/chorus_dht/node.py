@@ -195,7 +195,13 @@ class DhtNode:
         if self.storage is not None:
             await self.storage.open()
         rpc = self.bus.topic(RPC)
-        self._subs.append(await rpc.subscribe(self._serve, subject=RPC.subject(node=self.name)))
+        self._subs.append(
+            await rpc.subscribe(
+                self._serve,
+                subject=RPC.subject(node=self.name),
+                malformed_reply=lambda exc: encode_answer(RpcAnswer(error=f"not a request: {exc}")),
+            )
+        )
         self._subs.append(await self.bus.topic(ANNOUNCE).subscribe(self._on_announce))
         await self._announce()
         self._tasks.append(asyncio.create_task(self._announce_loop()))

@@ -135,12 +135,14 @@ class Topic(Generic[M]):
         queue: str = "",
         subject: str | None = None,
         on_malformed: Callable[[Msg, Exception], None] | None = None,
+        malformed_reply: Callable[[Exception], BaseModel | bytes] | None = None,
         pending_msgs_limit: int | None = None,
     ) -> Subscription:
         """Call ``handler`` with each decoded message on the topic (or on ``subject``, one
         of its subjects); a message that does not decode is logged, handed to
-        ``on_malformed`` (to count it) and dropped. ``queue``: one member of the group
-        gets each message."""
+        ``on_malformed`` (to count it) and dropped — or, for a request, answered with
+        ``malformed_reply(error)`` so the requester hears why rather than timing out.
+        ``queue``: one member of the group gets each message."""
 
         async def deliver(msg: Msg) -> None:
             try:
@@ -149,6 +151,13 @@ class Topic(Generic[M]):
                 log.warning("%s", exc.detail)
                 if on_malformed is not None:
                     on_malformed(msg, exc)
+                if malformed_reply is not None and msg.reply:
+                    answer = malformed_reply(exc)
+                    payload = answer if isinstance(answer, bytes) else answer.model_dump_json()
+                    with contextlib.suppress(Exception):
+                        await msg.respond(
+                            payload if isinstance(payload, bytes) else payload.encode()
+                        )
                 return
             await handler(Received(value, msg.subject, dict(msg.headers or {}), msg.data, msg))
 
