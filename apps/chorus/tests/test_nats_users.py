@@ -26,8 +26,9 @@ from chorus_common.envelopes.samples import SAMPLE_PAYLOADS
 from chorus_common.errors import UnavailableError
 from chorus_common.leadership import LeaseRecord
 from chorus_common.natsserver import NatsServer, nats_server_binary
+from chorus_common.service_signing import SERVICE_NAMES, registry_key
 from chorus_common.subjects import routes
-from chorus_common.topology import BUCKET_ELECTION, BUCKET_TASKS
+from chorus_common.topology import BUCKET_ELECTION, BUCKET_REGISTRY, BUCKET_TASKS
 
 PASSWORDS = nats_auth.new_passwords(nats_users.USERS)
 
@@ -261,3 +262,19 @@ async def test_the_bus_of_a_service_fails_to_publish_what_is_not_its_own(
         await Bus(
             ChorusSettings(nats_url=secured.url, nats_user="dht", nats_password="wrong"), "wrong"
         ).connect(timeout=1.5)
+
+
+def test_service_names_are_the_nats_users_of_services() -> None:
+    assert set(SERVICE_NAMES) == set(nats_users.SERVICE_USERS)
+
+
+def test_only_a_service_writes_its_own_identities() -> None:
+    """An agent (or the gateway, or HAP, which write agent documents) cannot register as a
+    service; no service can register as another."""
+    mine = f"$KV.{BUCKET_REGISTRY}.{registry_key('coordinator', 'svc-coordinator-c1')}"
+    theirs = f"$KV.{BUCKET_REGISTRY}.{registry_key('election', 'svc-election-e1')}"
+    assert nats_users.COORDINATOR.may_publish(mine)
+    assert not nats_users.COORDINATOR.may_publish(theirs)
+    assert nats_users.ELECTION.may_publish(theirs)
+    for user in (nats_users.AGENT, nats_users.PUBSUB_GATEWAY, nats_users.HAP, nats_users.DHT):
+        assert not user.may_publish(mine) and not user.may_publish(theirs), user.name

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from nats.js.kv import KeyValue
 
-from chorus_common import nats_auth
 from chorus_common.bus import Bus
 from chorus_common.config import ChorusSettings
 from chorus_common.envelopes import Envelope, MessageType
@@ -47,22 +46,6 @@ def test_sender_per_replica_is_a_token_and_names_its_service() -> None:
     assert claimed_service("alice") is None and claimed_service("coordinator_bob") is None
     with pytest.raises(ValueError):
         service_sender("mallory", "n1")
-
-
-def test_service_names_are_the_nats_users_of_services() -> None:
-    assert set(SERVICE_NAMES) == set(nats_auth.SERVICE_USERS)
-
-
-def test_only_a_service_writes_its_own_identities() -> None:
-    """An agent (or the gateway, or HAP, which write agent documents) cannot register as a
-    service; no service can register as another."""
-    mine = f"$KV.{BUCKET_REGISTRY}.{registry_key('coordinator', 'svc-coordinator-c1')}"
-    theirs = f"$KV.{BUCKET_REGISTRY}.{registry_key('election', 'svc-election-e1')}"
-    assert nats_auth.COORDINATOR.may_publish(mine)
-    assert not nats_auth.COORDINATOR.may_publish(theirs)
-    assert nats_auth.ELECTION.may_publish(theirs)
-    for user in (nats_auth.AGENT, nats_auth.PUBSUB_GATEWAY, nats_auth.HAP, nats_auth.DHT):
-        assert not user.may_publish(mine) and not user.may_publish(theirs), user.name
 
 
 def test_replay_window() -> None:

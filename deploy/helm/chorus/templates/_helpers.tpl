@@ -53,7 +53,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* The chart's own NATS: one user per service (files/nats-users.yaml, generated from
-     chorus_common.nats_auth), passwords in this Secret keyed by user name. */}}
+     chorus_cli.nats_users), passwords in this Secret keyed by user name. */}}
 {{- define "chorus.natsUsersSecretName" -}}
 {{- default (printf "%s-nats-users" (include "chorus.fullname" .)) .Values.nats.embedded.auth.existingSecret -}}
 {{- end -}}

@@ -89,7 +89,7 @@ log = logging.getLogger("chorus.service_signing")
 
 #: registry documents of service replicas: ``service.<service>.<sender>``
 SERVICE_KEY_PREFIX = "service"
-#: the services of the constellation (the keys of ``nats_auth.SERVICE_USERS``; a test keeps
+#: the service roles of the protocol (the keys of ``chorus_cli.nats_users.SERVICE_USERS``; a test keeps
 #: them equal); longest first, so ``svc-pubsub-gateway-…`` is never read as another
 SERVICE_NAMES: tuple[str, ...] = tuple(
     sorted(
