@@ -14,7 +14,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_LINK_MODE := copy
 
 PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml apps/*/pyproject.toml services/*/pyproject.toml)
-MYPY_TARGETS := libs/common/src/chorus_common services/pubsub-gateway/src/chorus_gateway services/licensing/src/chorus_licensing/license.py services/licensing/src/chorus_licensing/breaker.py
+MYPY_TARGETS := libs/common/src/chorus_common apps/chorus/src/chorus_cli $(wildcard services/*/src/chorus_*)
 
 .PHONY: setup system-deps generate lint mypy hooks format test test-fast bench soak up clean
 
