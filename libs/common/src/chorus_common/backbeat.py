@@ -23,12 +23,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from chorus_common.service_signing import ForgedKind, ServiceVerifier
-from chorus_common.subjects import BACKBEAT_BEAT, backbeat_status_subject
+
+if TYPE_CHECKING:
+    from chorus_common.bus import Received
 
 __all__ = [
     "BAR_LENGTH",
@@ -117,7 +119,7 @@ def hlc_key(stamp: str) -> tuple[int, int, str]:
 class BeatFrame(BaseModel):
     """``backbeat.beatframe.v1``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
     type: Literal["backbeat.beatframe.v1"] = "backbeat.beatframe.v1"
     cluster_id: str
     beat_index: int = Field(ge=0)
@@ -138,7 +140,7 @@ ClaimState = Literal[
 class StatusClaim(BaseModel):
     """``backbeat.statusclaim.v1``, plus the operation fields of the six-phase telemetry."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
     type: Literal["backbeat.statusclaim.v1"] = "backbeat.statusclaim.v1"
     agent_id: str
     task_id: str | None = None
@@ -161,7 +163,7 @@ class StatusClaim(BaseModel):
 class BarReport(BaseModel):
     """``backbeat.barreport.v1``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
     type: Literal["backbeat.barreport.v1"] = "backbeat.barreport.v1"
     window_id: str
     from_beat: int
@@ -214,15 +216,17 @@ class Tracker:
         self.verifier: ServiceVerifier | None = None
 
     async def start(self) -> None:
+        from chorus_common.topics import BEATS  # its models are this module's
+
         self.verifier = await ServiceVerifier.open(self.bus)
-        self._sub = await self.bus.client.subscribe(BACKBEAT_BEAT, cb=self._on_beat)
+        self._sub = await self.bus.topic(BEATS).subscribe(self._on_beat)
 
     async def stop(self) -> None:
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
 
-    async def _on_beat(self, msg: Any) -> None:
+    async def _on_beat(self, msg: Received[BeatFrame]) -> None:
         with contextlib.suppress(Exception):
             assert self.verifier is not None
             signer = await self.verifier.check_detached(
@@ -230,7 +234,7 @@ class Tracker:
             )
             if signer is None:
                 return  # forged (counted) or a copy already followed
-            frame = BeatFrame.model_validate_json(msg.data)
+            frame = msg.value
             self.beat_index = max(self.beat_index, frame.beat_index)
             self.tempo_bpm = frame.tempo_bpm
             self.hlc.observe(frame.hlc)
@@ -252,9 +256,7 @@ class Tracker:
             error=error[:500] if error else None,
         )
         try:
-            await self.bus.publish_core(
-                backbeat_status_subject(self.agent_id), claim.model_dump_json().encode()
-            )
+            await self._publish(claim)
         except Exception as exc:  # telemetry never breaks the work it describes
             log.debug("status claim not sent: %s", exc)
 
@@ -268,9 +270,13 @@ class Tracker:
             hlc=self.hlc.now(),
         )
         with contextlib.suppress(Exception):
-            await self.bus.publish_core(
-                backbeat_status_subject(self.agent_id), claim.model_dump_json().encode()
-            )
+            await self._publish(claim)
+
+    async def _publish(self, claim: StatusClaim) -> None:
+        """On ``chorus.backbeat.status.<agent>`` (:data:`chorus_common.topics.STATUS_CLAIMS`)."""
+        from chorus_common.topics import STATUS_CLAIMS  # its models are this module's
+
+        await self.bus.topic(STATUS_CLAIMS).publish(claim, agent=self.agent_id)
 
     @contextlib.asynccontextmanager
     async def operation(

@@ -1,7 +1,8 @@
 """The license gate every service passes through: hold a seat lease or do no work (fail closed).
 
 With ``CHORUS_LICENSE_REQUIRED=true`` a service asks the licensing service for a
-seat over NATS (``chorus.svc.licensing.lease-grant``), renews it at a third of
+seat over NATS (``chorus.svc.licensing.lease-grant``, the topics
+:data:`~chorus_common.topics.LICENSE_GRANT`, ``LICENSE_RENEW`` and ``LICENSE_RELEASE``), renews it at a third of
 its TTL, reports ``license`` as a critical health check, and refuses
 state-changing requests with 403 while it holds no valid lease. It takes a
 seat again by itself when the licensing service grants one.
@@ -16,20 +17,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Bus
 from chorus_common.errors import ForbiddenError
+from chorus_common.topics import (
+    LICENSE_GRANT,
+    LICENSE_RELEASE,
+    LICENSE_RENEW,
+    GrantAnswer,
+    LeaseGranted,
+    LeaseRef,
+    LeaseRequest,
+    ReleaseAnswer,
+)
 
 __all__ = ["SUBJECT", "LicenseGate"]
 
 log = logging.getLogger("chorus.license")
 
+#: the seat endpoints' subjects (what the NATS users' permissions name)
 SUBJECT = "chorus.svc.licensing.lease-{verb}"
 #: how long a starting service waits for its first seat before saying why it has none
 STARTUP_GRACE_SECONDS = 5.0
@@ -51,7 +61,7 @@ class LicenseGate:
         self.holder = holder
         self.kind = kind
         self.retry_seconds = retry_seconds
-        self.lease: dict[str, Any] | None = None
+        self.lease: LeaseGranted | None = None
         self.valid_until = 0.0  # monotonic
         self.reason = "no seat lease yet: waiting for the licensing service"
         self._task: asyncio.Task[None] | None = None
@@ -74,14 +84,16 @@ class LicenseGate:
         if not self.open:
             raise ForbiddenError(self.reason)
         assert self.lease is not None
-        return f"seat {self.lease['seat']} (lease {self.lease['lease_id']})"
+        return f"seat {self.lease.seat} (lease {self.lease.lease_id})"
 
-    async def _ask(self, verb: str, body: dict[str, Any]) -> dict[str, Any]:
-        msg = await self.bus.client.request(
-            SUBJECT.format(verb=verb), json.dumps(body).encode(), timeout=2
-        )
-        doc: dict[str, Any] = json.loads(msg.data)
-        return doc
+    async def _grant(self) -> GrantAnswer:
+        # as given: the licensing service judges the request (and refuses it with a reason)
+        request = LeaseRequest.model_construct(holder=self.holder, kind=self.kind)
+        return await self.bus.topic(LICENSE_GRANT).request(request, GrantAnswer, timeout=2)
+
+    async def _renew(self, lease_id: str) -> GrantAnswer:
+        request = LeaseRef.model_construct(lease_id=lease_id)
+        return await self.bus.topic(LICENSE_RENEW).request(request, GrantAnswer, timeout=2)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="license-gate")
@@ -92,17 +104,17 @@ class LicenseGate:
             try:
                 sent = time.monotonic()
                 if self.lease is None:
-                    answer = await self._ask("grant", {"holder": self.holder, "kind": self.kind})
+                    answer = (await self._grant()).root
                 else:
-                    answer = await self._ask("renew", {"lease_id": self.lease["lease_id"]})
-                if answer.get("ok"):
+                    answer = (await self._renew(self.lease.lease_id)).root
+                if isinstance(answer, LeaseGranted):
                     self.lease = answer
-                    ttl = float(answer["expires_in_seconds"])
+                    ttl = answer.expires_in_seconds
                     self.valid_until = sent + ttl * 0.9  # stop before the authority's clock says so
                     self.reason = "ok"
                     wait = max(0.2, ttl / 3)
                 else:
-                    error = answer.get("error", {})
+                    error = answer.error
                     self.reason = str(error.get("detail", "the licensing service refused a seat"))
                     if error.get("status") in (404, 409):
                         self.lease = None  # our lease is gone: ask for a new one at once
@@ -129,7 +141,7 @@ class LicenseGate:
     def _log_change(self) -> None:
         if self.open:
             assert self.lease is not None
-            log.info("license seat %s held (lease %s)", self.lease["seat"], self.lease["lease_id"])
+            log.info("license seat %s held (lease %s)", self.lease.seat, self.lease.lease_id)
             self._logged_reason = None
         else:
             self._log_closed(at_once=True)
@@ -152,5 +164,7 @@ class LicenseGate:
         await cancel_and_wait(self._task)
         if self.lease is not None:
             with contextlib.suppress(Exception):
-                await self._ask("release", {"lease_id": self.lease["lease_id"]})
+                await self.bus.topic(LICENSE_RELEASE).request(
+                    LeaseRef.model_construct(lease_id=self.lease.lease_id), ReleaseAnswer, timeout=2
+                )
             self.lease = None

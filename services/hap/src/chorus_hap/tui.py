@@ -26,7 +26,7 @@ from chorus_common.config import load_settings
 from chorus_common.errors import ChorusError
 from chorus_hap.portal import WIZARD_TYPES, FeedItem, Portal
 from chorus_hap.settings import HapSettings
-from chorus_hap.topics import LICENSING_HEALTH, HealthQuery, ServiceHealth
+from chorus_hap.topics import LICENSING, SERVICE_HEALTH, HealthQuery, ServiceHealth
 
 __all__ = ["COMMANDS", "Terminal", "main"]
 
@@ -129,8 +129,8 @@ class Terminal:
         admin = await self.portal.admin()
         license_state = "unknown"
         try:
-            health = await self.bus.topic(LICENSING_HEALTH).request(
-                HealthQuery(), ServiceHealth, timeout=1
+            health = await self.bus.topic(SERVICE_HEALTH).request(
+                HealthQuery(), ServiceHealth, timeout=1, service=LICENSING
             )
             license_state = health.checks.get("license", "unknown")
         except Exception:

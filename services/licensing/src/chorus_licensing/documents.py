@@ -5,7 +5,9 @@ endpoints' requests and answers, as pydantic models.
   lease, or ``{"lease_id": null}`` once released);
 - :class:`LeaseRequest` and :class:`Lease` — the REST body and answer, which the micro
   endpoints share: :class:`LeaseRef` (renew, release), :class:`LeaseGranted`,
-  :class:`LeaseReleased`, :class:`LeaseRefused`.
+  :class:`LeaseReleased`, :class:`LeaseRefused`. Every license gate speaks these too, so
+  they are declared in :mod:`chorus_common.topics` (``LICENSE_GRANT``, ``LICENSE_RENEW``,
+  ``LICENSE_RELEASE``) and imported from there; :class:`Lease` adds :meth:`Lease.of`.
 
 The JSON is the one the service always wrote, so replicas of either version share one
 seat table during a rolling upgrade, and every license gate reads either's answers.
@@ -14,9 +16,18 @@ seat table during a rolling upgrade, and every license gate reads either's answe
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+
+from chorus_common.topics import Lease as LeaseDocument
+from chorus_common.topics import (
+    LeaseGranted,
+    LeaseRef,
+    LeaseRefused,
+    LeaseReleased,
+    LeaseRequest,
+)
 
 __all__ = [
     "Lease",
@@ -76,44 +87,9 @@ class SeatRecord(BaseModel):
         return {k: v for k, v in out.items() if k == "lease_id" or v is not None}
 
 
-class LeaseRequest(BaseModel):
-    holder: str = Field(min_length=1, max_length=128)
-    kind: str = Field(default="service", min_length=1, max_length=64)
-
-
-class Lease(BaseModel):
+class Lease(LeaseDocument):
     """A seat lease: who holds which seat, until when."""
-
-    lease_id: str
-    seat: int
-    holder: str
-    kind: str
-    expires_at: float
-    granted_at: float
-    expires_in_seconds: float
 
     @classmethod
     def of(cls, lease: SeatLease) -> Lease:
         return cls.model_validate(lease.as_dict())
-
-
-class LeaseRef(BaseModel):
-    """A micro request naming a lease (renew, release); REST has it in the path."""
-
-    lease_id: str = Field(min_length=1, max_length=128)
-
-
-class LeaseGranted(Lease):
-    """A micro answer to grant or renew: ``ok`` and the lease."""
-
-    ok: Literal[True] = True
-
-
-class LeaseReleased(BaseModel):
-    ok: Literal[True] = True
-
-
-class LeaseRefused(BaseModel):
-    ok: Literal[False] = False
-    #: the refusal as a problem document (RFC 9457)
-    error: dict[str, Any]

@@ -1,8 +1,10 @@
 """NATS micro endpoints: how the license gate in every other service asks for its seat.
 
 Served at ``chorus.svc.licensing.lease-grant``, ``.lease-renew`` and ``.lease-release``;
-grant takes a :class:`~chorus_licensing.documents.LeaseRequest` (the REST body), renew and
-release a :class:`~chorus_licensing.documents.LeaseRef`; each answers ``{"ok": true, …}``
+the topics ``LICENSE_GRANT``, ``LICENSE_RENEW`` and ``LICENSE_RELEASE`` of
+:mod:`chorus_common.topics`, which every license gate requests. Grant takes a
+:class:`~chorus_common.topics.LeaseRequest` (the REST body), renew and release a
+:class:`~chorus_common.topics.LeaseRef`; each answers ``{"ok": true, …}``
 (:class:`LeaseGranted`, :class:`LeaseReleased`) or ``{"ok": false, "error": <problem>}``
 (:class:`LeaseRefused`).
 """
@@ -17,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from chorus_common.errors import ChorusError, RequestInvalidError
 from chorus_common.service import MicroHandler
-from chorus_licensing.documents import (
+from chorus_common.topics import (
     LeaseGranted,
     LeaseRef,
     LeaseRefused,
