@@ -117,7 +117,7 @@ async def nats_purge(url: str) -> None:
 async def chorus_round(url: str, envs: list[Envelope]) -> float:
     bus = Bus(ChorusSettings(nats_url=url), "bench", metrics=BusMetrics(CollectorRegistry()))
     await bus.connect(timeout=10)
-    await bus.js.purge_stream("CHORUS_EVENTS")
+    await bus.jetstream.purge_stream("CHORUS_EVENTS")
     done = asyncio.Event()
     got = 0
 

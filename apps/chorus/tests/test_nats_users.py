@@ -228,12 +228,12 @@ async def test_the_bus_of_a_service_fails_to_publish_what_is_not_its_own(
     """Through the real Bus and KV API: refused writes are never acknowledged, nothing changes."""
     election = Bus(settings(secured, nats_users.ELECTION), "election")
     await election.connect(timeout=10)  # declares streams and buckets as any service does
-    lease = await election.js.key_value(BUCKET_ELECTION)
+    lease = await election.jetstream.key_value(BUCKET_ELECTION)
     revision = await lease.create("leader.admin", LeaseRecord("election-1", 1, 5.0).encode())
 
     dht = Bus(settings(secured, nats_users.DHT), "dht")
     await dht.connect(timeout=10)
-    stolen = await dht.js.key_value(BUCKET_ELECTION)
+    stolen = await dht.jetstream.key_value(BUCKET_ELECTION)
     with pytest.raises(Exception):  # noqa: B017 - the server drops it: no ack, a timeout
         await asyncio.wait_for(
             stolen.put("leader.admin", LeaseRecord("dht-1", 2, 5.0).encode()), 1.5
@@ -253,8 +253,8 @@ async def test_the_bus_of_a_service_fails_to_publish_what_is_not_its_own(
         await backbeat.publish(claim, timeout=1)
     assert "task_claim" in info.value.detail
     with pytest.raises(Exception):  # noqa: B017 - a denied API call gets no answer
-        await asyncio.wait_for(backbeat.js.delete_stream("CHORUS_EVENTS"), 1.5)
-    assert (await election.js.stream_info("CHORUS_EVENTS")).config.name == "CHORUS_EVENTS"
+        await asyncio.wait_for(backbeat.jetstream.delete_stream("CHORUS_EVENTS"), 1.5)
+    assert (await election.jetstream.stream_info("CHORUS_EVENTS")).config.name == "CHORUS_EVENTS"
     for bus in (election, dht, backbeat):
         await bus.close()
 

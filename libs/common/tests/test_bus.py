@@ -66,7 +66,7 @@ async def test_role_fan_out_reaches_role_subject(bus_client: Bus) -> None:
     env = sample(MessageType.EXPERTISE_REQUEST, to_roles=["security", "devops"])
     acks = await bus_client.publish(env)
     assert len(acks) >= 3
-    nc = bus_client.nc
+    nc = bus_client.client
     js = nc.jetstream()
     msg = await js.get_last_msg("CHORUS_EVENTS", "chorus.role.security.expertise_request")
     assert Envelope.decode(msg.data).id == env.id
@@ -95,7 +95,7 @@ async def test_poison_message_is_terminated_and_counted(nats_url: str) -> None:
     bus = Bus(ChorusSettings(nats_url=nats_url), "poison-test", metrics=metrics)
     await bus.connect(timeout=10)
     try:
-        await bus.js.publish("chorus.coord.task_claim", b"{this is not json")
+        await bus.jetstream.publish("chorus.coord.task_claim", b"{this is not json")
         good = sample(MessageType.TASK_CLAIM)
         await bus.publish(good)
         seen: list[str] = []
@@ -110,7 +110,7 @@ async def test_poison_message_is_terminated_and_counted(nats_url: str) -> None:
             {"consumer": "poison", "reason": "malformed_envelope"},
         )
         assert value == 1.0
-        info = await bus.js.consumer_info("CHORUS_EVENTS", "poison")
+        info = await bus.jetstream.consumer_info("CHORUS_EVENTS", "poison")
         assert info.num_ack_pending == 0 and info.num_pending == 0
     finally:
         await bus.close()
@@ -215,8 +215,8 @@ async def test_a_late_pong_does_not_kill_the_connection(nats_server: NatsServer)
         async def answer(msg: nats.aio.msg.Msg) -> None:
             await msg.respond(b"pong")
 
-        await bus.nc.subscribe("late.pong", cb=answer)
-        reply = await bus.nc.request("late.pong", b"ping", timeout=5)
+        await bus.client.subscribe("late.pong", cb=answer)
+        reply = await bus.client.request("late.pong", b"ping", timeout=5)
         assert reply.data == b"pong"
         assert await bus.rtt(timeout=5) < 5
     finally:
@@ -263,11 +263,11 @@ async def test_publish_many_commits_atomic_batches_with_an_ack_per_envelope(
             assert not isinstance(env_acks, Exception)
             assert len(env_acks) == len(routes(env))
             for route, ack in enumerate(env_acks):
-                stored = await bus.js.get_msg("CHORUS_EVENTS", ack.seq)
+                stored = await bus.jetstream.get_msg("CHORUS_EVENTS", ack.seq)
                 assert stored.headers is not None
                 assert stored.headers["Nats-Msg-Id"] == msg_id(env, route)
                 assert stored.subject == routes(env)[route]
-        info = await bus.js.stream_info("CHORUS_EVENTS")
+        info = await bus.jetstream.stream_info("CHORUS_EVENTS")
         assert info.state.messages == sum(len(routes(e)) for e in envs)
 
         # a retry of the same envelopes: each batch is refused as holding stored ids and
@@ -278,7 +278,7 @@ async def test_publish_many_commits_atomic_batches_with_an_ack_per_envelope(
             assert not isinstance(first, Exception) and not isinstance(second, Exception)
             assert [a.seq for a in second] == [a.seq for a in first]
             assert all(a.duplicate for a in second)
-        assert (await bus.js.stream_info("CHORUS_EVENTS")).state.messages == info.state.messages
+        assert (await bus.jetstream.stream_info("CHORUS_EVENTS")).state.messages == info.state.messages
     finally:
         await bus.close()
 
@@ -307,7 +307,7 @@ async def test_publish_many_falls_back_on_a_stream_without_atomic_batches(
         more = await bus.publish_many([sample(MessageType.TASK_CLAIM) for _ in range(50)])
         assert all(not isinstance(r, Exception) for r in more)
         assert batch_counts(registry) == {"committed": 0, "resent": 1}  # no second attempt
-        assert (await bus.js.stream_info("CHORUS_EVENTS")).state.messages == 100 * len(
+        assert (await bus.jetstream.stream_info("CHORUS_EVENTS")).state.messages == 100 * len(
             routes(envs[0])
         )
     finally:
@@ -333,7 +333,7 @@ async def test_publish_many_on_a_dead_bus_answers_each_envelope(nats_server: Nat
             return not any(isinstance(r, Exception) for r in again)
 
         await wait_until(published, timeout=30, interval=0.5, message="publishing after restart")
-        info = await bus.js.stream_info("CHORUS_EVENTS")
+        info = await bus.jetstream.stream_info("CHORUS_EVENTS")
         assert info.state.messages == 300 * len(routes(envs[0]))
     finally:
         await bus.close()

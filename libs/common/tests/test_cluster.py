@@ -42,7 +42,7 @@ async def _connect(url: str) -> Bus:
 async def test_acknowledged_envelopes_survive_losing_a_node(cluster: NatsCluster) -> None:
     bus = await _connect(cluster.url)
     try:
-        info = await bus.js.stream_info("CHORUS_EVENTS")
+        info = await bus.jetstream.stream_info("CHORUS_EVENTS")
         assert info.config.num_replicas == 3
         sent = [claim() for _ in range(30)]
         for env in sent[:15]:
@@ -78,7 +78,7 @@ async def test_acknowledged_envelopes_survive_losing_a_node(cluster: NatsCluster
 
 
 async def _replica_current(bus: Bus) -> bool:
-    info = await bus.js.stream_info("CHORUS_EVENTS")
+    info = await bus.jetstream.stream_info("CHORUS_EVENTS")
     replicas = info.cluster.replicas if info.cluster and info.cluster.replicas else []
     return len(replicas) == 2 and all(r.current for r in replicas)
 

@@ -26,7 +26,7 @@ async def two_indexes(nats_url: str) -> AsyncIterator[tuple[FeedIndex, FeedIndex
     for bus in buses:
         await bus.connect(timeout=10)
     try:
-        a, b = [await FeedIndex.open(bus.nc, bus.js) for bus in buses]
+        a, b = [await FeedIndex.open(bus.client, bus.jetstream) for bus in buses]
         yield a, b
     finally:
         for bus in buses:
@@ -99,8 +99,8 @@ async def test_acks_recorded_for_a_batch_or_one_entry_are_read_back(
 async def test_the_bucket_takes_atomic_batches_and_keeps_records_past_the_stream(
     bus_client: Bus,
 ) -> None:
-    info = await bus_client.js.stream_info(f"KV_{BUCKET_FEEDS}")
-    events = await bus_client.js.stream_info("CHORUS_EVENTS")
+    info = await bus_client.jetstream.stream_info(f"KV_{BUCKET_FEEDS}")
+    events = await bus_client.jetstream.stream_info("CHORUS_EVENTS")
     assert info.config.allow_atomic is True
     assert info.config.max_age is not None and events.config.max_age is not None
     assert info.config.max_age > events.config.max_age

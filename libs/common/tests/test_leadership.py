@@ -47,7 +47,7 @@ def test_released_lease_is_free_at_once() -> None:
 
 
 async def _lease(bus: Bus, holder: str, **kw: object) -> LeaderLease:
-    lease = await LeaderLease.open(bus.js, "test", holder, ttl=0.6, **kw)
+    lease = await LeaderLease.open(bus.jetstream, "test", holder, ttl=0.6, **kw)
     lease.start()
     return lease
 
@@ -117,7 +117,7 @@ async def _record(into: list[tuple[str, int]], who: str, term: int) -> None:
 async def test_stop_returns_when_the_loop_swallows_a_cancellation(bus_client: Bus) -> None:
     """Found by the fuzzer (POST /v1/stepdown hung): on Python 3.11 a nats-py request can
     swallow the cancel() that stop() sends, and the renewal loop carried on for ever."""
-    lease = await LeaderLease.open(bus_client.js, "swallow", "a", ttl=1.0)
+    lease = await LeaderLease.open(bus_client.jetstream, "swallow", "a", ttl=1.0)
     swallowed = asyncio.Event()
 
     async def renewal_loop_that_swallows_once() -> None:
@@ -146,11 +146,11 @@ async def test_a_holder_that_may_no_longer_hold_gives_the_lease_up_at_once(
     contender takes over within a step, not after the ttl, and the holder never takes it back."""
     seat = {"a": True}
     demoted: list[int] = []
-    a = await LeaderLease.open(bus_client.js, "test", "a", ttl=5.0, may_hold=lambda: seat["a"])
+    a = await LeaderLease.open(bus_client.jetstream, "test", "a", ttl=5.0, may_hold=lambda: seat["a"])
     a.on_demoted.append(lambda term: _append(demoted, term))
     a.start()
     term_a = await a.wait_until_leader(5)
-    b = await LeaderLease.open(bus_client.js, "test", "b", ttl=5.0)
+    b = await LeaderLease.open(bus_client.jetstream, "test", "b", ttl=5.0)
     b.start()
     await asyncio.sleep(0.5)
     assert a.is_leader and not b.is_leader

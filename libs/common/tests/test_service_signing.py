@@ -92,7 +92,7 @@ def _allocation(sender: str) -> Envelope:
 async def test_verifier_takes_a_registered_service_and_refuses_forgeries(
     bus_client: Bus, tmp_path: Path
 ) -> None:
-    kv: KeyValue = await bus_client.js.key_value(BUCKET_REGISTRY)
+    kv: KeyValue = await bus_client.jetstream.key_value(BUCKET_REGISTRY)
     signer = await ServiceSigner.open(kv, "coordinator", "c1", tmp_path)
     verifier = await ServiceVerifier.open(bus_client)
 
@@ -139,7 +139,7 @@ async def test_verifier_takes_a_registered_service_and_refuses_forgeries(
 async def test_detached_signature_binds_subject_body_and_a_new_key_is_believed_at_once(
     bus_client: Bus, tmp_path: Path
 ) -> None:
-    kv: KeyValue = await bus_client.js.key_value(BUCKET_REGISTRY)
+    kv: KeyValue = await bus_client.jetstream.key_value(BUCKET_REGISTRY)
     signer = await ServiceSigner.open(kv, "backbeat", "b1", tmp_path)
     verifier = await ServiceVerifier.open(bus_client)
     body = b'{"beat_index": 1}'
@@ -188,14 +188,14 @@ async def test_registering_waits_out_a_nats_server_that_is_briefly_away(
     bus = Bus(ChorusSettings(nats_url=nats_server.url), name="signing-outage")
     await bus.connect(timeout=10)
     try:
-        kv: KeyValue = await bus.js.key_value(BUCKET_REGISTRY)
+        kv: KeyValue = await bus.jetstream.key_value(BUCKET_REGISTRY)
         signer = ServiceSigner.load("election", "e1", tmp_path)
         nats_server.kill()
         for _ in range(100):
-            if not bus.nc.is_connected:
+            if not bus.client.is_connected:
                 break
             await asyncio.sleep(0.05)
-        assert not bus.nc.is_connected
+        assert not bus.client.is_connected
         registering = asyncio.create_task(signer.register(kv, timeout=60))
         await asyncio.sleep(6.0)  # past the 5 s JetStream publish timeout: at least one retry
         assert not registering.done(), registering  # still trying, not failed

@@ -170,7 +170,7 @@ async def test_what_the_sessions_bucket_shows_a_reader_opens_no_session(
     """Every JetStream user can read KV; the record's key and content must not be a cookie."""
     async with start_hap("solo") as (_, url):
         cookie = await session_of(url, "alice-token")
-        kv = await bus_client.js.key_value(BUCKET_HAP_SESSIONS)
+        kv = await bus_client.jetstream.key_value(BUCKET_HAP_SESSIONS)
         keys = await kv.keys()
         assert len(keys) == 1 and cookie not in keys[0]
         record = (await kv.get(keys[0])).value or b""
@@ -224,7 +224,7 @@ async def test_sessions_expire_in_the_bucket(
     async with start_hap("solo", hap_session_seconds=2) as (_, url):
         cookie = await session_of(url, "alice-token")
         assert signed_in_as(await page_as(url, cookie)) == "alice"
-        kv = await bus_client.js.key_value(BUCKET_HAP_SESSIONS)
+        kv = await bus_client.jetstream.key_value(BUCKET_HAP_SESSIONS)
 
         async def gone() -> bool:
             with contextlib.suppress(Exception):

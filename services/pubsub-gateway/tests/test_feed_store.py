@@ -39,7 +39,7 @@ async def stored(service: GatewayService) -> list[Envelope]:
     seq = 1
     while True:
         try:
-            msg = await service.bus.js.get_msg(
+            msg = await service.bus.jetstream.get_msg(
                 EVENTS_STREAM, seq=seq, subject="chorus.>", next=True
             )
         except JsNotFoundError:
@@ -51,10 +51,10 @@ async def stored(service: GatewayService) -> list[Envelope]:
 
 async def shorten_dedupe_window(service: GatewayService) -> None:
     """Make JetStream forget message ids after SHORT_WINDOW (only the gateway's record remains)."""
-    info = await service.bus.js.stream_info(EVENTS_STREAM)
+    info = await service.bus.jetstream.stream_info(EVENTS_STREAM)
     info.config.duplicate_window = SHORT_WINDOW
-    await service.bus.js.update_stream(info.config)
-    info = await service.bus.js.stream_info(EVENTS_STREAM)
+    await service.bus.jetstream.update_stream(info.config)
+    info = await service.bus.jetstream.stream_info(EVENTS_STREAM)
     assert info.config.duplicate_window == SHORT_WINDOW
 
 

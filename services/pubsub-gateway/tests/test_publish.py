@@ -94,7 +94,7 @@ async def test_secret_is_redacted_before_the_stream(
     resp = await client.post("/v1/envelopes", json=as_json(env))
     assert resp.status_code == 201
     assert resp.json()["redacted"] == {"github_token": 1}
-    stored = await service.bus.js.get_msg("CHORUS_EVENTS", seq=resp.json()["seq"])
+    stored = await service.bus.jetstream.get_msg("CHORUS_EVENTS", seq=resp.json()["seq"])
     assert secret.encode() not in stored.data
     assert b"[REDACTED:github_token]" in stored.data
     report = (await client.get(f"/v1/feeds/{agent.agent_id}/verify")).json()
@@ -205,7 +205,7 @@ async def test_bad_input_is_a_named_problem(
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")
     assert resp.json()["code"] == code
-    info = await service.bus.js.stream_info("CHORUS_EVENTS")
+    info = await service.bus.jetstream.stream_info("CHORUS_EVENTS")
     assert info.state.messages == 0  # nothing partial reached the stream
 
 

@@ -141,7 +141,7 @@ async def test_chorus_wildcard_streams_envelopes_and_nothing_internal(
 
         listener = asyncio.create_task(listen())
         await asyncio.wait_for(subscribed.wait(), 5)
-        nc = service.bus.nc
+        nc = service.bus.client
         for internal in (
             "chorus.svc.licensing.lease-grant",
             "chorus.dht.rpc.node-1",
@@ -378,7 +378,7 @@ async def test_feed_verify_is_paged_and_resumes_from_what_it_verified(
             page = (await client.get("/v1/feeds/agent-a/verify")).json()
             assert page["scanned"] <= 10
             pages.append(page)
-        stored = (await service.bus.js.stream_info("CHORUS_EVENTS")).state.last_seq
+        stored = (await service.bus.jetstream.stream_info("CHORUS_EVENTS")).state.last_seq
         assert [p["scanned"] for p in pages] == [10, 10, stored - 20]  # 10 per call
         assert pages[0]["length"] < 12 and pages[-1]["length"] == 12
         assert pages[-1]["ok"] and pages[-1]["issues"] == []

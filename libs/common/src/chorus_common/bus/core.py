@@ -168,9 +168,6 @@ class Bus:
             raise UnavailableError("the bus is not connected yet")
         return self._js
 
-    # the names services used before the typed API; being retired (tests/test_bus_only.py)
-    nc = client
-    js = jetstream
 
     def topic(self, spec: TopicSpec[M]) -> Topic[M]:
         """The declared topic ``spec`` on this connection."""
@@ -330,7 +327,7 @@ class Bus:
         with a deadline far beyond ``timeout``, and only the wait for it is bounded.
         """
         if self._probe is None or self._probe.done():
-            self._probe = asyncio.ensure_future(self._ping(self.nc))
+            self._probe = asyncio.ensure_future(self._ping(self.client))
             self._probe.add_done_callback(_retrieve)
         elapsed = await asyncio.wait_for(asyncio.shield(self._probe), timeout)
         if self.metrics:
@@ -366,7 +363,7 @@ class Bus:
         with tracing.tracer().start_as_current_span(f"publish {subjects[0]}"):
             try:
                 acks = [
-                    await self.js.publish(
+                    await self.jetstream.publish(
                         subject, data, timeout=timeout, headers=self._headers(env, i)
                     )
                     for i, subject in enumerate(subjects)
@@ -446,7 +443,7 @@ class Bus:
         flat = [m for i in chunk for m in messages[i]]
         for n, m in enumerate(flat[:-1], start=1):
             headers = {**m.headers, "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(n)}
-            await self.nc.publish(m.subject, m.data, headers=headers)
+            await self.client.publish(m.subject, m.data, headers=headers)
         last = flat[-1]
         headers = {
             **last.headers,
@@ -461,7 +458,7 @@ class Bus:
     ) -> list[PubAck] | None:
         """The commit's ack as one ack per message, or None when the batch must be resent."""
         try:
-            reply = await self.nc.request(last.subject, last.data, headers=headers, timeout=timeout)
+            reply = await self.client.request(last.subject, last.data, headers=headers, timeout=timeout)
             answer = json.loads(reply.data)
         except Exception as exc:
             log.warning("atomic batch of %d not acknowledged (%s); resending each", count, exc)
@@ -515,7 +512,7 @@ class Bus:
         for i in indices:
             try:
                 futures[i] = [
-                    await self.js.publish_async(m.subject, m.data, headers=m.headers)
+                    await self.jetstream.publish_async(m.subject, m.data, headers=m.headers)
                     for m in messages[i]
                 ]
             except Exception as exc:
@@ -671,7 +668,7 @@ class Bus:
         """
         headers = dict(headers or {})
         tracing.inject(headers)
-        await self.nc.publish(subject, data, headers=headers or None)
+        await self.client.publish(subject, data, headers=headers or None)
 
     async def subscribe(
         self,
