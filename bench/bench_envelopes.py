@@ -164,7 +164,7 @@ async def main(messages: int, rounds: int, lazy: bool) -> None:
         f"envelopes: {conditions}",
         [
             Figure(
-                "envelopes", name, ours_m, "msg/s", "raw nats-py", raw_m, at_least(0.6), conditions
+                "envelopes", name, ours_m, "msg/s", "raw nats-py", raw_m, at_least(0.9), conditions
             ),
             Figure(
                 "envelopes", name, ours_m, "msg/s", "FastStream", fast_m, at_least(5.0), conditions
