@@ -3,7 +3,8 @@ agent can through the SDK with the same code.
 
 Candidacies and heartbeats are core NATS messages (``chorus.election.candidacy``,
 ``chorus.election.heartbeat``); elections started, winners and step-downs are
-kept in the ``CHORUS_ELECTION`` stream. Acting as admin requires holding the
+kept in the ``CHORUS_ELECTION`` stream. Every message is one of the topics declared in
+:mod:`chorus_common.topics` (``ELECTION_*``), encoded and decoded with its model. Acting as admin requires holding the
 ``admin`` leader lease, whose term fences every admin action.
 
 Every election, every change of admin and every step-down is logged with its
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.msg import Msg
+from pydantic import BaseModel, ValidationError
 
 from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Bus
@@ -45,7 +46,7 @@ from chorus_common.election.rules import (
     Trigger,
 )
 from chorus_common.election.score import ScoreSource
-from chorus_common.errors import ConflictError
+from chorus_common.errors import ConflictError, MalformedBodyError
 from chorus_common.leadership import LeaderLease
 from chorus_common.service_signing import (
     HEADER_SENDER,
@@ -55,6 +56,23 @@ from chorus_common.service_signing import (
     ServiceVerifier,
 )
 from chorus_common.subjects import election_subject
+from chorus_common.topics import (
+    ELECTION_CANDIDACY,
+    ELECTION_DISCOVERY,
+    ELECTION_HEARTBEAT,
+    ELECTION_STARTED,
+    ELECTION_STEPDOWN,
+    ELECTION_TOPICS,
+    ELECTION_WINNER,
+    Candidacy,
+    DiscoveryRequest,
+    DiscoveryResponse,
+    ElectionSpeaker,
+    ElectionStartedMessage,
+    Heartbeat,
+    Stepdown,
+    Winner,
+)
 
 log = logging.getLogger("chorus.election")
 
@@ -329,19 +347,20 @@ class Participant:
         """Tell the others at once (core NATS, kept in the stream too) so that they elect
         now rather than after the heartbeats run out."""
         mine = self.rules.candidates.get(self.node_id)
-        body: dict[str, Any] = {
-            "node": self.node_id,
-            "term": term,
-            "reason": reason.value,
-            "total": mine.total if mine is not None else None,
-        }
-        if action is not None and action.challenger is not None:
-            body["challenger"] = action.challenger
-            body["challenger_total"] = action.challenger_total
+        challenged = action is not None and action.challenger is not None
+        notice = Stepdown(
+            node=self.node_id,
+            term=term,
+            reason=reason.value,
+            total=mine.total if mine is not None else None,
+            challenger=action.challenger if challenged and action is not None else None,
+            challenger_total=action.challenger_total if challenged and action is not None else None,
+            at=time.time(),
+        )
         # a core publish: it never waits (the stream still keeps it), so a step-down while
         # the bus is slow does not hold up the lease loop
         with contextlib.suppress(Exception):
-            await self._send("stepdown", {**body, "at": time.time()})
+            await self._send(ELECTION_STEPDOWN.pattern, notice)
 
     # -- the loop ----------------------------------------------------------------
 
@@ -390,7 +409,9 @@ class Participant:
         term = self.term
         if term is not None:
             # heartbeat first: the followers' failover clock runs from it
-            await self._send("heartbeat", {"node": self.node_id, "term": term, "at": time.time()})
+            await self._send(
+                ELECTION_HEARTBEAT.pattern, Heartbeat(node=self.node_id, term=term, at=time.time())
+            )
         await self._announce()
         if term is not None:
             # an admin action counts only if the lease is still valid after its timestamp
@@ -423,26 +444,24 @@ class Participant:
         self.last_score = score
         standing = self.rules.may_stand(now)
         self.rules.on_candidacy(self.node_id, score.total, score.components, now, standing)
-        body = {
-            "node": self.node_id,
-            "total": score.total,
-            "components": score.components,
-            "eligible": standing,
-        }
-        await self._send("candidacy", body)
+        candidacy = Candidacy(
+            node=self.node_id, total=score.total, components=score.components, eligible=standing
+        )
+        await self._send(ELECTION_CANDIDACY.pattern, candidacy)
 
     async def _discover(self) -> None:
         """Ask for an existing admin before electing one (the grace period waits for answers)."""
         with contextlib.suppress(Exception):
-            subject = election_subject("discovery_request")
-            data = json.dumps({"node": self.node_id}).encode()
+            subject = ELECTION_DISCOVERY.pattern
+            data = _encode(DiscoveryRequest(node=self.node_id))
+            # the answer's signature is checked on its bytes, so the raw reply is needed
             reply = await self.bus.client.request(
                 subject, data, timeout=self.timings.grace, headers=self._sign(subject, data)
             )
-            doc = json.loads(reply.data)
-            if not await self._believe(reply, doc.get("admin")):
+            answer = DiscoveryResponse.model_validate_json(reply.data)
+            if not await self._believe(reply, answer.admin):
                 return
-            self.rules.on_discovery_response(doc["admin"], int(doc["term"]), time.monotonic())
+            self.rules.on_discovery_response(answer.admin, answer.term, time.monotonic())
 
     async def _started(self, started: ElectionStarted) -> None:
         trigger = str(started.trigger)
@@ -461,7 +480,10 @@ class Participant:
             _fmt(best.total if best else None),
         )
         if started.trigger != ADMIN_STEPPED_DOWN:
-            await self._persist("started", {"node": self.node_id, "trigger": trigger})
+            await self._persist(
+                ELECTION_STARTED.pattern,
+                ElectionStartedMessage(node=self.node_id, trigger=trigger, at=time.time()),
+            )
 
     def _open_record(
         self,
@@ -522,10 +544,10 @@ class Participant:
         )
         return record
 
-    async def _persist(self, event: str, body: dict[str, Any]) -> None:
+    async def _persist(self, subject: str, message: BaseModel) -> None:
+        """Store ``message`` on ``subject`` in the ``CHORUS_ELECTION`` stream, signed."""
         with contextlib.suppress(Exception):
-            subject = election_subject(event)
-            data = json.dumps({**body, "at": time.time()}).encode()
+            data = _encode(message)
             await self.bus.jetstream.publish(
                 subject, data, timeout=1, headers=self._sign(subject, data)
             )
@@ -544,9 +566,12 @@ class Participant:
         self._elected_at = now
         self.hooks.on_elected(term, duration)
         self.hooks.on_admin_change(record.cause if record else Trigger.ADMIN_HEARTBEAT_TIMEOUT)
-        await self._send("heartbeat", {"node": self.node_id, "term": term, "at": time.time()})
+        await self._send(
+            ELECTION_HEARTBEAT.pattern, Heartbeat(node=self.node_id, term=term, at=time.time())
+        )
         await self._persist(
-            "winner", {"node": self.node_id, "term": term, "score": self.last_score.components}
+            ELECTION_WINNER.pattern,
+            Winner(node=self.node_id, term=term, score=self.last_score.components, at=time.time()),
         )
         for duty in self.duties_start:
             try:
@@ -578,11 +603,11 @@ class Participant:
     def _sign(self, subject: str, data: bytes) -> dict[str, str] | None:
         return self.signer.sign_headers(subject, data) if self.signer is not None else None
 
-    async def _send(self, event: str, body: dict[str, Any]) -> None:
-        """A core publish of ``body`` on ``chorus.election.<event>``, signed."""
-        subject = election_subject(event)
-        data = json.dumps(body).encode()
-        await self.bus.publish_core(subject, data, headers=self._sign(subject, data))
+    async def _send(self, subject: str, message: BaseModel) -> None:
+        """A core publish of ``message`` on its topic's ``subject``, signed over its bytes."""
+        data = _encode(message)
+        topic = self.bus.topic(ELECTION_TOPICS[subject.rsplit(".", 1)[-1]])
+        await topic.publish_raw(subject, data, headers=self._sign(subject, data))
 
     async def _believe(self, msg: Msg, node: Any) -> bool:
         """Whether ``msg`` was signed by the registered election replica of ``node``.
@@ -612,33 +637,36 @@ class Participant:
         if self.signer is not None and (msg.headers or {}).get(HEADER_SENDER) == self.signer.sender:
             return  # our own words, or a forgery in our name: nothing to act on either way
         event = msg.subject.rsplit(".", 1)[-1]
-        try:
-            doc = json.loads(msg.data) if msg.data else {}
-        except (ValueError, RecursionError):
-            doc = None
-        if not isinstance(doc, dict):
-            doc = None  # every election message is a JSON object; anything else is noise
-        if not await self._believe(msg, doc.get("node") if doc is not None else None):
+        spec = ELECTION_TOPICS.get(event)
+        data = msg.data or b"{}"  # an empty message reads as an empty object, as always
+        value: BaseModel | None = None
+        node: Any = None
+        if spec is not None:
+            try:
+                value = spec.decode(data)
+                node = getattr(value, "node", None)
+            except MalformedBodyError:
+                value = None  # not its event's message: noise, once its signature is checked
+        if value is None:
+            with contextlib.suppress(ValidationError):
+                # the signature is checked against the node a message speaks for, if it names one
+                node = ElectionSpeaker.model_validate_json(data).node
+        if not await self._believe(msg, node):
             return
-        if doc is None:
+        if value is None:
             return
         now = time.monotonic()
-        if event == "candidacy" and doc.get("node") != self.node_id:
+        if isinstance(value, Candidacy) and value.node != self.node_id:
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 self.rules.on_candidacy(
-                    str(doc["node"]),
-                    float(doc["total"]),
-                    dict(doc["components"]),
-                    now,
-                    bool(doc.get("eligible", True)),
+                    value.node, value.total, value.components, now, value.eligible
                 )
-        elif event == "heartbeat" and doc.get("node") != self.node_id:
-            node, term = doc.get("node"), doc.get("term", 0)
-            if not isinstance(node, str) or not node or type(term) is not int:
-                return  # a heartbeat names its node and its term; no admin "None" from noise
+        elif isinstance(value, Heartbeat) and value.node != self.node_id:
+            # a heartbeat names its node and its term (the model refuses noise): no admin
+            # "None" from an empty one
             previous = self.rules.admin
             before = self.rules.state
-            for action in self.rules.on_heartbeat(node, term, now):
+            for action in self.rules.on_heartbeat(value.node, value.term, now):
                 if isinstance(action, ElectionStarted):
                     self.hooks.on_split_brain()
                     await self._started(action)
@@ -646,27 +674,34 @@ class Participant:
                     await self._step_down(action.reason, action.detail, hold=True, action=action)
             if (previous != self.rules.admin or before is not State.COMPLETE) and self.rules.admin:
                 self._close_record(self.rules.admin, self.rules.admin_term)
-        elif event == "stepdown" and doc.get("node") != self.node_id:
-            node = doc.get("node")
+        elif isinstance(value, Stepdown) and value.node != self.node_id:
             try:
-                reason = StepDownReason(str(doc.get("reason")))
+                reason = StepDownReason(value.reason)
             except ValueError:
                 return
-            if not isinstance(node, str):
-                return
-            started = self.rules.on_stepdown(node, reason, now)
+            started = self.rules.on_stepdown(value.node, reason, now)
             if started is not None:
                 await self._started(started)
-        elif event == "discovery_request" and msg.reply and self.is_admin:
-            data = json.dumps({"admin": self.node_id, "term": self.term}).encode()
-            await self.bus.client.publish(msg.reply, data, headers=self._sign(msg.reply, data))
-        elif event == "started" and doc.get("node") != self.node_id:
+        elif isinstance(value, DiscoveryRequest) and msg.reply and self.is_admin:
+            admin_term = self.term
+            if admin_term is None:
+                return
+            answer = _encode(DiscoveryResponse(admin=self.node_id, term=admin_term))
+            await self.bus.topic(ELECTION_DISCOVERY).publish_raw(
+                msg.reply, answer, headers=self._sign(msg.reply, answer)
+            )
+        elif isinstance(value, ElectionStartedMessage) and value.node != self.node_id:
             with contextlib.suppress(ValueError):
-                trigger = Trigger(str(doc.get("trigger")))
+                trigger = Trigger(value.trigger)
                 self.rules.on_election_started(trigger, now)
                 self._open_record(trigger.value)
                 if trigger is Trigger.MANUAL_TRIGGER and self.is_admin:
                     await self._step_down(StepDownReason.MANUAL, "manual election", hold=False)
+
+
+def _encode(message: BaseModel) -> bytes:
+    """The bytes a message is signed over and sent as."""
+    return message.model_dump_json().encode()
 
 
 def _fmt(total: float | None) -> str:
