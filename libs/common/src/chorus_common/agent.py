@@ -10,14 +10,15 @@ agent.assigned                       # tasks a coordinator allocated to this age
 The agent follows what coordinators say to it (task announcements, work allocations,
 escalations) and believes only what a registered coordinator replica signed
 (chorus_common.service_signing): a forged allocation from any other NATS client is
-refused and counted in ``verifier.forged`` (and ``chorus_bus_forged_total``).
+refused and counted in ``verifier.forged`` (and ``chorus_bus_forged_total``). Those are
+envelopes, followed as envelopes; claim, progress and complete are requests on the
+coordinator's task endpoints, the topic :data:`~chorus_common.topics.COORDINATOR_TASKS`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ from chorus_common.errors import (
     ChorusError,
     ConflictError,
     ForbiddenError,
+    MalformedBodyError,
     NotFoundError,
     UnavailableError,
 )
@@ -39,6 +41,7 @@ from chorus_common.feeds import FeedWriter
 from chorus_common.registry import AgentDirectory
 from chorus_common.service_signing import ServiceVerifier
 from chorus_common.signing import AgentKey
+from chorus_common.topics import COORDINATOR_TASKS, TaskAnswer, TaskCall
 
 __all__ = ["Agent"]
 
@@ -201,21 +204,20 @@ class Agent:
         a replica that holds one. Only when none does is ``license_unavailable`` raised
         (a ForbiddenError whose ``extra["reason"]`` says so).
         """
-        request = json.dumps({"agent": self.agent_id, **body}).encode()
+        request = TaskCall(agent=self.agent_id, **body)
+        topic = self.bus.topic(COORDINATOR_TASKS)
         for attempt in range(LICENSE_RETRIES + 1):
             try:
-                msg = await self.bus.client.request(
-                    f"chorus.svc.coordinator.{verb}", request, timeout=5
-                )
+                answer = await topic.request(request, TaskAnswer, timeout=5, verb=verb)
+            except MalformedBodyError:
+                raise
             except Exception as exc:
                 raise UnavailableError(
                     f"the coordinator did not answer {verb}: {exc or type(exc).__name__}"
                 ) from None
-            doc: dict[str, Any] = json.loads(msg.data)
-            if doc.get("ok"):
-                task: dict[str, Any] = doc["task"]
-                return task
-            error = doc.get("error", {})
+            if answer.ok and answer.task is not None:
+                return answer.task
+            error = answer.error or {}
             unlicensed = error.get("reason") == "license_unavailable"
             if not unlicensed or attempt == LICENSE_RETRIES:
                 extra = {k: v for k, v in error.items() if k in ("reason", "instance")}
