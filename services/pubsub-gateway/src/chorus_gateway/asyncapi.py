@@ -1,9 +1,23 @@
-"""An AsyncAPI 3 document of the whole bus, generated from the envelope models."""
+"""An AsyncAPI 3 document of the whole bus, generated from the envelope models and from
+every declared core topic (:data:`chorus_common.bus.topics.DECLARED`).
+
+Importing :mod:`chorus_common.topics` declares the core subjects chorus_common itself
+speaks with the services (BACKBEAT, the election, license seats, service health, the
+coordinator's task verbs); a topic a service declares in its own package (the DHT's node
+RPC) is rendered when that package is imported in this process, and otherwise appears
+through the hand-written channels below.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from pydantic import BaseModel
+
+import chorus_common.topics  # noqa: F401  (declares the shared core topics)
+from chorus_common.bus import TopicSpec
+from chorus_common.bus.topics import DECLARED
 from chorus_common.envelopes import MessageGroup, MessageType, type_schemas
 
 _CHANNEL_OF_GROUP = {
@@ -21,6 +35,93 @@ _CHANNEL_OF_GROUP = {
     MessageGroup.SLURP: ("context", "chorus.context.{type}", {}),
     MessageGroup.CONTEXT: ("context", "chorus.context.{type}", {}),
 }
+
+
+#: core subjects declared outside chorus_common, which the gateway cannot import (a service
+#: is not a library): kept by hand, and dropped once a declared topic covers the address
+_UNDECLARED_CHANNELS: dict[str, dict[str, Any]] = {
+    "dht.rpc": {
+        "address": "chorus.dht.rpc.{node_id}",
+        "description": "A DHT node's RPC (request/reply), declared by the DHT service",
+        "parameters": {"node_id": {"description": "the DHT node's id"}},
+    },
+}
+
+
+def _channel_id(spec: TopicSpec[Any]) -> str:
+    """``chorus.election.heartbeat`` -> ``election.heartbeat``; ``{part}`` tokens dropped."""
+    tokens = [t for t in spec.pattern.split(".") if not t.startswith("{")]
+    if tokens and tokens[0] == "chorus":
+        tokens = tokens[1:]
+    return ".".join(tokens) or spec.pattern
+
+
+def _message(name: str, title: str, summary: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "title": title,
+        "summary": summary or title,
+        "contentType": "application/json",
+        "payload": schema,
+    }
+
+
+def topic_channels(
+    specs: list[TopicSpec[Any]],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Channels and operations for declared core topics: the address is the pattern, its
+    ``{part}`` tokens the parameters, the payload the model's JSON schema; a request/reply
+    topic also gets its reply model, on the requester's inbox."""
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for spec in specs:
+        cid = _channel_id(spec)
+        if cid in channels:
+            cid = re.sub(r"[{}]", "", spec.pattern)
+        name = spec.model.__name__
+        channel: dict[str, Any] = {
+            "address": spec.pattern,
+            "description": spec.description,
+            "messages": {
+                name: _message(
+                    name, name, spec.description, spec.model.model_json_schema(mode="serialization")
+                )
+            },
+        }
+        if spec.parts:
+            channel["parameters"] = {part: {"description": part} for part in spec.parts}
+        operation: dict[str, Any] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{cid}"},
+            "messages": [{"$ref": f"#/channels/{cid}/messages/{name}"}],
+        }
+        channels[cid] = channel
+        if spec.reply is not None:
+            reply_id = f"{cid}.reply"
+            reply_name = spec.reply.__name__
+            channels[reply_id] = {
+                "address": None,
+                "description": f"the answer to {spec.pattern}, on the requester's inbox",
+                "messages": {
+                    reply_name: _message(
+                        reply_name,
+                        reply_name,
+                        f"the answer to {name}",
+                        spec.reply.model_json_schema(mode="serialization"),
+                    )
+                },
+            }
+            operation["reply"] = {
+                "channel": {"$ref": f"#/channels/{reply_id}"},
+                "messages": [{"$ref": f"#/channels/{reply_id}/messages/{reply_name}"}],
+            }
+        operations[f"send.{cid}"] = operation
+        operations[f"receive.{cid}"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{cid}"},
+            "messages": [{"$ref": f"#/channels/{cid}/messages/{name}"}],
+        }
+    return channels, operations
 
 
 def asyncapi_document(version: str, server_url: str) -> dict[str, Any]:
@@ -65,36 +166,26 @@ def asyncapi_document(version: str, server_url: str) -> dict[str, Any]:
             "action": "send",
             "channel": {"$ref": f"#/channels/{channel_id}"},
         }
-    channels["election"] = {
-        "address": "chorus.election.{event}",
-        "parameters": {
-            "event": {
-                "enum": [
-                    "discovery_request",
-                    "discovery_response",
-                    "started",
-                    "candidacy",
-                    "vote",
-                    "winner",
-                    "heartbeat",
-                    "stepdown",
-                ]
-            }
-        },
-    }
-    channels["backbeat.beat"] = {"address": "chorus.backbeat.beat"}
-    channels["backbeat.status"] = {
-        "address": "chorus.backbeat.status.{agent}",
-        "parameters": {"agent": {}},
-    }
-    channels["dht.rpc"] = {"address": "chorus.dht.rpc.{node_id}", "parameters": {"node_id": {}}}
+    declared_channels, declared_operations = topic_channels(list(DECLARED))
+    channels.update(declared_channels)
+    operations.update(declared_operations)
+    declared = {spec.wildcard for spec in DECLARED}
+    for cid, channel in _UNDECLARED_CHANNELS.items():
+        if (
+            TopicSpec(channel["address"], BaseModel).wildcard not in declared
+            and cid not in channels
+        ):
+            channels[cid] = channel
     return {
         "asyncapi": "3.0.0",
         "info": {
             "title": "CHORUS bus",
             "version": version,
             "description": "Every subject on the CHORUS NATS JetStream bus and the 31 envelope types. "
-            "Payloads are JSON envelopes; headers carry Nats-Msg-Id (the envelope id) and traceparent.",
+            "Envelope payloads are JSON envelopes; headers carry Nats-Msg-Id (the envelope id) and "
+            "traceparent. Core subjects (beats, status claims, election messages, seat leases, "
+            "health, task verbs) carry the JSON of their declared model; signed ones carry a "
+            "detached signature in headers.",
         },
         "defaultContentType": "application/json",
         "servers": {"nats": {"host": server_url.split("://", 1)[-1], "protocol": "nats"}},
