@@ -265,10 +265,19 @@ class Lease(BaseModel):
     expires_in_seconds: float
 
 
-class LeaseGranted(Lease):
-    """The answer to grant or renew: ``ok`` and the lease."""
+class LeaseGranted(BaseModel):
+    """The answer to grant or renew: ``ok`` and the lease. A gate needs only the lease id
+    and how long it runs; the rest is what the licensing service says of the lease."""
 
+    model_config = _WIRE
     ok: Literal[True] = True
+    lease_id: str
+    expires_in_seconds: float
+    seat: int | None = None
+    holder: str | None = None
+    kind: str | None = None
+    expires_at: float | None = None
+    granted_at: float | None = None
 
 
 class LeaseReleased(BaseModel):
