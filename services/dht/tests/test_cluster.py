@@ -133,7 +133,11 @@ def test_put_get_list_delete_replicate_and_repair(cluster: Cluster) -> None:
                 _corrupt(c.base / victim / "dht.sqlite3", addr(3))
             return False
 
-        wait(detected, 20, "corruption detected")
+        try:
+            wait(detected, 20, f"corruption detected on {victim}")
+        except AssertionError as exc:  # what the node held and said, to see why
+            held = _local(c, victim, addr(3))
+            raise AssertionError(f"{exc}; its copy: {held}\n{c.procs[victim].log_tail()}") from None
         wait(
             lambda: (_local(c, victim, addr(3)) or {}).get("intact"), 20, "corrupt replica repaired"
         )
