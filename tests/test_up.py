@@ -53,8 +53,9 @@ class _Output:
         self._thread.start()
 
     def _read(self, stream: Any) -> None:
-        for line in stream:
-            self.lines.append(line.rstrip("\n"))
+        with stream:  # closed at the end of the output: the pipe is not left to the collector
+            for line in stream:
+                self.lines.append(line.rstrip("\n"))
 
     def wait_for(self, needle: str, timeout: float) -> list[str]:
         deadline = time.monotonic() + timeout
