@@ -278,7 +278,9 @@ async def test_publish_many_commits_atomic_batches_with_an_ack_per_envelope(
             assert not isinstance(first, Exception) and not isinstance(second, Exception)
             assert [a.seq for a in second] == [a.seq for a in first]
             assert all(a.duplicate for a in second)
-        assert (await bus.jetstream.stream_info("CHORUS_EVENTS")).state.messages == info.state.messages
+        assert (
+            await bus.jetstream.stream_info("CHORUS_EVENTS")
+        ).state.messages == info.state.messages
     finally:
         await bus.close()
 

@@ -146,7 +146,9 @@ async def test_a_holder_that_may_no_longer_hold_gives_the_lease_up_at_once(
     contender takes over within a step, not after the ttl, and the holder never takes it back."""
     seat = {"a": True}
     demoted: list[int] = []
-    a = await LeaderLease.open(bus_client.jetstream, "test", "a", ttl=5.0, may_hold=lambda: seat["a"])
+    a = await LeaderLease.open(
+        bus_client.jetstream, "test", "a", ttl=5.0, may_hold=lambda: seat["a"]
+    )
     a.on_demoted.append(lambda term: _append(demoted, term))
     a.start()
     term_a = await a.wait_until_leader(5)

@@ -45,7 +45,9 @@ async def test_the_admin_token_and_secret_prose_never_reach_the_stream(
         assert any(k in pattern for k in kinds for pattern in found), (problem, found)
         stored = await service.bus.jetstream.get_msg("CHORUS_EVENTS", seq=resp.json()["seq"])
         assert b"[REDACTED:" in stored.data
-    stored_all = [(await service.bus.jetstream.get_msg("CHORUS_EVENTS", seq=s)).data for s in range(1, 4)]
+    stored_all = [
+        (await service.bus.jetstream.get_msg("CHORUS_EVENTS", seq=s)).data for s in range(1, 4)
+    ]
     assert not any(admin.encode() in data for data in stored_all)
     assert not any(b"Wint3rIsC0ming" in data for data in stored_all)
 
@@ -66,4 +68,7 @@ async def test_a_secret_outside_the_payload_is_refused_not_stored(
     assert token not in str(results[1]["error"])  # the answer never repeats the secret
     info = await service.bus.jetstream.stream_info("CHORUS_EVENTS")
     for seq in range(1, info.state.last_seq + 1):
-        assert token.encode() not in (await service.bus.jetstream.get_msg("CHORUS_EVENTS", seq=seq)).data
+        assert (
+            token.encode()
+            not in (await service.bus.jetstream.get_msg("CHORUS_EVENTS", seq=seq)).data
+        )

@@ -5,7 +5,8 @@ chorus_common's own modules speak these with the services: every agent's BACKBEA
 election :class:`~chorus_common.election.Participant` (``chorus.election.<event>``), the
 :class:`~chorus_common.license_gate.LicenseGate` (the licensing service's seat endpoints),
 the agent SDK (the coordinator's task endpoints) and every service's micro ``health``
-endpoint. Declaring them here puts them in :data:`chorus_common.bus.topics.DECLARED`, from
+endpoint; the DHT nodes' RPC and announcements are in :mod:`chorus_common.dht_wire`.
+Declaring them here puts them in :data:`chorus_common.bus.topics.DECLARED`, from
 which the gateway's AsyncAPI document is generated.
 
 The models are the JSON that was on the wire before they existed: the same field names
@@ -30,6 +31,7 @@ from pydantic import (
     model_serializer,
 )
 
+from chorus_common import dht_wire  # noqa: F401  (declares the DHT's node RPC too)
 from chorus_common.backbeat import BarReport, BeatFrame, StatusClaim
 from chorus_common.bus import TopicSpec, declare_topic
 from chorus_common.subjects import BACKBEAT_BEAT

@@ -13,8 +13,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel
-
 import chorus_common.topics  # noqa: F401  (declares the shared core topics)
 from chorus_common.bus import TopicSpec
 from chorus_common.bus.topics import DECLARED
@@ -34,17 +32,6 @@ _CHANNEL_OF_GROUP = {
     ),
     MessageGroup.SLURP: ("context", "chorus.context.{type}", {}),
     MessageGroup.CONTEXT: ("context", "chorus.context.{type}", {}),
-}
-
-
-#: core subjects declared outside chorus_common, which the gateway cannot import (a service
-#: is not a library): kept by hand, and dropped once a declared topic covers the address
-_UNDECLARED_CHANNELS: dict[str, dict[str, Any]] = {
-    "dht.rpc": {
-        "address": "chorus.dht.rpc.{node_id}",
-        "description": "A DHT node's RPC (request/reply), declared by the DHT service",
-        "parameters": {"node_id": {"description": "the DHT node's id"}},
-    },
 }
 
 
@@ -169,13 +156,6 @@ def asyncapi_document(version: str, server_url: str) -> dict[str, Any]:
     declared_channels, declared_operations = topic_channels(list(DECLARED))
     channels.update(declared_channels)
     operations.update(declared_operations)
-    declared = {spec.wildcard for spec in DECLARED}
-    for cid, channel in _UNDECLARED_CHANNELS.items():
-        if (
-            TopicSpec(channel["address"], BaseModel).wildcard not in declared
-            and cid not in channels
-        ):
-            channels[cid] = channel
     return {
         "asyncapi": "3.0.0",
         "info": {

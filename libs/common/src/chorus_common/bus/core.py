@@ -168,7 +168,6 @@ class Bus:
             raise UnavailableError("the bus is not connected yet")
         return self._js
 
-
     def topic(self, spec: TopicSpec[M]) -> Topic[M]:
         """The declared topic ``spec`` on this connection."""
         return Topic(self, spec)
@@ -458,7 +457,9 @@ class Bus:
     ) -> list[PubAck] | None:
         """The commit's ack as one ack per message, or None when the batch must be resent."""
         try:
-            reply = await self.client.request(last.subject, last.data, headers=headers, timeout=timeout)
+            reply = await self.client.request(
+                last.subject, last.data, headers=headers, timeout=timeout
+            )
             answer = json.loads(reply.data)
         except Exception as exc:
             log.warning("atomic batch of %d not acknowledged (%s); resending each", count, exc)
