@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from chorus_common.bus import Bus
+from chorus_common.dht_wire import RpcAnswer, RpcOp
 from chorus_common.testing import wait_until
 from chorus_dht.node import DhtNode, record_digest
 from chorus_dht.storage import SqliteStorage
-from chorus_dht.topics import RpcAnswer, RpcOp
 
 
 class OldNode(DhtNode):

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from nats.micro.request import Request as MicroRequest
-from pydantic import ValidationError
 
+from chorus_common.bodies import parse_request
 from chorus_common.errors import (
     ChorusError,
     ConflictError,
-    RequestInvalidError,
     UnavailableError,
 )
 from chorus_common.service import MicroHandler
@@ -30,16 +29,7 @@ Work = Callable[[TaskRequest], Awaitable[TaskRecord]]
 
 def task_request(data: bytes) -> TaskRequest:
     """The request, or a 422 problem the agent can read (where and what, as REST says it)."""
-    try:
-        return TaskRequest.model_validate_json(data or b"{}")
-    except ValidationError as exc:
-        errors = [
-            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors()
-        ]
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        where = ".".join(first["loc"]) or "request"
-        raise RequestInvalidError(f"{where}: {first['msg']}", errors=errors) from None
+    return parse_request(TaskRequest, data)
 
 
 class TaskEndpoints:

@@ -13,18 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from chorus_common.aio import cancel_and_wait
 from chorus_common.bus import Bus, Received
-from chorus_common.errors import (
-    MalformedBodyError,
-    NotFoundError,
-    RequestInvalidError,
-    SubjectError,
-    UnavailableError,
-)
-from chorus_common.subjects import dht_rpc_subject
-from chorus_dht.records import intact, malformed, record_digest
-from chorus_dht.routing import Lookup, RoutingTable, distance, node_id_of
-from chorus_dht.storage import Storage
-from chorus_dht.topics import (
+from chorus_common.dht_wire import (
     ANNOUNCE,
     RPC,
     RPC_OPS,
@@ -48,6 +37,17 @@ from chorus_dht.topics import (
     VersionsAnswer,
     encode_answer,
 )
+from chorus_common.errors import (
+    MalformedBodyError,
+    NotFoundError,
+    RequestInvalidError,
+    SubjectError,
+    UnavailableError,
+)
+from chorus_common.subjects import dht_rpc_subject
+from chorus_dht.records import intact, malformed, record_digest
+from chorus_dht.routing import Lookup, RoutingTable, distance, node_id_of
+from chorus_dht.storage import Storage
 
 __all__ = [
     "ANNOUNCE",

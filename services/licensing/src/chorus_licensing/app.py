@@ -11,9 +11,10 @@ from pydantic import BaseModel
 from chorus_common.dependencies import Provided, Requires
 from chorus_common.identity import Scope
 from chorus_common.service import problem_responses
+from chorus_common.topics import LeaseRequest
 from chorus_licensing.authority import Authority
 from chorus_licensing.breaker import BreakerState
-from chorus_licensing.documents import Lease, LeaseRequest
+from chorus_licensing.documents import Lease
 from chorus_licensing.keeper import LicenseKeeper
 from chorus_licensing.online import Result
 

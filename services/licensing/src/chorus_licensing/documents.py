@@ -3,11 +3,10 @@ endpoints' requests and answers, as pydantic models.
 
 - :class:`SeatLease` — a held seat; :class:`SeatRecord` — what ``seat.<n>`` holds (a
   lease, or ``{"lease_id": null}`` once released);
-- :class:`LeaseRequest` and :class:`Lease` — the REST body and answer, which the micro
-  endpoints share: :class:`LeaseRef` (renew, release), :class:`LeaseGranted`,
-  :class:`LeaseReleased`, :class:`LeaseRefused`. Every license gate speaks these too, so
-  they are declared in :mod:`chorus_common.topics` (``LICENSE_GRANT``, ``LICENSE_RENEW``,
-  ``LICENSE_RELEASE``) and imported from there; :class:`Lease` adds :meth:`Lease.of`.
+- :class:`Lease` — the REST answer (:class:`chorus_common.topics.Lease` with
+  :meth:`Lease.of`). The requests and answers every license gate speaks
+  (``LeaseRequest``, ``LeaseRef``, ``LeaseGranted``, ``LeaseReleased``,
+  ``LeaseRefused``) are declared in :mod:`chorus_common.topics` and imported from there.
 
 The JSON is the one the service always wrote, so replicas of either version share one
 seat table during a rolling upgrade, and every license gate reads either's answers.
@@ -21,24 +20,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 from chorus_common.topics import Lease as LeaseDocument
-from chorus_common.topics import (
-    LeaseGranted,
-    LeaseRef,
-    LeaseRefused,
-    LeaseReleased,
-    LeaseRequest,
-)
 
-__all__ = [
-    "Lease",
-    "LeaseGranted",
-    "LeaseRef",
-    "LeaseRefused",
-    "LeaseReleased",
-    "LeaseRequest",
-    "SeatLease",
-    "SeatRecord",
-]
+__all__ = ["Lease", "SeatLease", "SeatRecord"]
 
 
 class SeatLease(BaseModel):

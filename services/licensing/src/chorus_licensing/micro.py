@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from nats.micro.request import Request as MicroRequest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from chorus_common.errors import ChorusError, RequestInvalidError
+from chorus_common.bodies import parse_request
+from chorus_common.errors import ChorusError
 from chorus_common.service import MicroHandler
 from chorus_common.topics import (
     LeaseGranted,
@@ -28,23 +29,9 @@ from chorus_common.topics import (
 )
 from chorus_licensing.keeper import LicenseKeeper
 
-__all__ = ["answer", "request_body", "seat_endpoints"]
+__all__ = ["answer", "seat_endpoints"]
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def request_body(model: type[M], data: bytes) -> M:
-    """The request as ``model``, or a 422 problem the gate can read (where and what)."""
-    try:
-        return model.model_validate_json(data or b"{}")
-    except ValidationError as exc:
-        errors = [
-            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors()
-        ]
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        where = ".".join(first["loc"]) or "request"
-        raise RequestInvalidError(f"{where}: {first['msg']}", errors=errors) from None
 
 
 async def answer(request: MicroRequest, work: Callable[[], Awaitable[BaseModel]]) -> None:
@@ -63,7 +50,7 @@ def seat_endpoints(keeper: LicenseKeeper) -> dict[str, MicroHandler]:
 
     async def grant(req: MicroRequest) -> None:
         async def work() -> LeaseGranted:
-            body = request_body(LeaseRequest, req.data)
+            body = parse_request(LeaseRequest, req.data)
             lease = await keeper.grant(body.holder, body.kind)
             return LeaseGranted.model_validate(lease.as_dict())
 
@@ -71,14 +58,14 @@ def seat_endpoints(keeper: LicenseKeeper) -> dict[str, MicroHandler]:
 
     async def renew(req: MicroRequest) -> None:
         async def work() -> LeaseGranted:
-            lease = await keeper.renew(request_body(LeaseRef, req.data).lease_id)
+            lease = await keeper.renew(parse_request(LeaseRef, req.data).lease_id)
             return LeaseGranted.model_validate(lease.as_dict())
 
         await answer(req, work)
 
     async def release(req: MicroRequest) -> None:
         async def work() -> LeaseReleased:
-            await keeper.release(request_body(LeaseRef, req.data).lease_id)
+            await keeper.release(parse_request(LeaseRef, req.data).lease_id)
             return LeaseReleased()
 
         await answer(req, work)
