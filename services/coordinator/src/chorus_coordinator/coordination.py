@@ -109,18 +109,19 @@ class Coordination:
             max_seconds=self.settings.coordinator_session_max_seconds,
         )
         self.sessions[session_id] = session
+        found = {
+            "rule": dep.rule,
+            "confidence": dep.confidence,
+            "reason": dep.reason,
+            "task_a": dep.task_a,
+            "task_b": dep.task_b,
+        }
         await self.voice.say(
             MessageType.META_DISCUSSION,
             {
                 "message_type": "dependency_detected",
                 "content": dep.reason,
-                "dependency": {
-                    "rule": dep.rule,
-                    "confidence": dep.confidence,
-                    "reason": dep.reason,
-                    "task_a": dep.task_a,
-                    "task_b": dep.task_b,
-                },
+                "dependency": found,
                 "repositories": list(dep.repositories),
                 "hop_count": 0,
                 "max_hops": 3,
@@ -131,15 +132,7 @@ class Coordination:
         )
         await self.voice.say(
             MessageType.DEPENDENCY_ALERT,
-            {
-                "rule": dep.rule,
-                "confidence": dep.confidence,
-                "reason": dep.reason,
-                "task_a": dep.task_a,
-                "task_b": dep.task_b,
-                "repositories": list(dep.repositories),
-                "session_id": session_id,
-            },
+            {**found, "repositories": list(dep.repositories), "session_id": session_id},
             thread=session_id,
         )
         await self.voice.say(

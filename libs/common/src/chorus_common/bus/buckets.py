@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from chorus_common import kvscan
+from chorus_common.bus.decoding import decode_as
 from chorus_common.bus.errors import bus_errors
 from chorus_common.errors import MalformedBodyError, NotFoundError
 
@@ -68,13 +69,7 @@ class Bucket(Generic[M]):
         return self._kv
 
     def _decode(self, key: str, data: bytes) -> M:
-        try:
-            return self.model.model_validate_json(data)
-        except ValidationError as exc:
-            raise MalformedBodyError(
-                f"{self.name}/{key} is not a {self.model.__name__}: "
-                f"{exc.errors()[0]['msg'] if exc.errors() else exc}"
-            ) from None
+        return decode_as(self.model, data, f"{self.name}/{key}")
 
     async def get(self, key: str) -> Versioned[M] | None:
         """The document at ``key`` and its revision, or None when there is none."""

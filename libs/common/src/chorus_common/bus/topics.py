@@ -23,6 +23,7 @@ from nats.aio.subscription import Subscription
 from pydantic import BaseModel, ValidationError
 
 from chorus_common import tracing
+from chorus_common.bus.decoding import decode_as
 from chorus_common.bus.errors import bus_errors
 from chorus_common.errors import MalformedBodyError
 
@@ -68,13 +69,7 @@ class TopicSpec(Generic[M]):
         return string.Formatter().vformat(self.pattern, (), parts)
 
     def decode(self, data: bytes) -> M:
-        try:
-            return self.model.model_validate_json(data)
-        except ValidationError as exc:
-            raise MalformedBodyError(
-                f"a message on {self.pattern} is not a {self.model.__name__}: "
-                f"{exc.errors()[0]['msg'] if exc.errors() else exc}"
-            ) from None
+        return decode_as(self.model, data, f"a message on {self.pattern}")
 
 
 #: every topic declared with :func:`declare_topic`, for the AsyncAPI document
