@@ -12,7 +12,7 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -32,6 +32,7 @@ from chorus_common.feeds import FeedWriter
 from chorus_common.natsserver import NatsServer
 from chorus_common.sealed import RoleKeyPair
 from chorus_common.signing import AgentKey
+from chorus_common.testing import wait_for
 from chorus_common.ucxl_client import open_record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,14 +59,7 @@ def test_generator_prints_passwords_for_every_user() -> None:
     assert all(p[0].isalpha() and p.isalnum() for p in pairs.values())
 
 
-def _wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} within {timeout}s"
-        time.sleep(0.1)
+_wait = wait_for
 
 
 class Running:

@@ -5,7 +5,6 @@ test_faults)."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import httpx
 from chorus_common.natsserver import free_port
 from chorus_common.processes import ServiceProcess
 from chorus_common.sealed import RoleKeyPair
-from chorus_common.testing import RequestRecorder, serve_in_process
+from chorus_common.testing import RequestRecorder, serve_in_process, wait_for
 from chorus_dht import DhtService
 from chorus_dht.settings import DhtSettings
 
@@ -28,13 +27,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 def wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
     """Poll ``cond`` every 0.1 s until it answers something true (returned), or fail."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} within {timeout}s")
+    return wait_for(cond, timeout, what, interval=0.1)
 
 
 # -- one sealed node in process -------------------------------------------------------------

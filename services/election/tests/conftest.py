@@ -9,7 +9,7 @@ whoever wins.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 
 from chorus_common.natsserver import free_port
 from chorus_common.processes import ServiceProcess
+from chorus_common.testing import wait_for
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 
@@ -115,11 +116,4 @@ def election_group(nats_server: Any, tmp_path: Path) -> Iterator[ElectionGroup]:
         group.stop()
 
 
-def wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} within {timeout}s")
+wait = wait_for

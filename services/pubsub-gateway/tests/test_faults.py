@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -14,15 +12,11 @@ from chorus_common.feeds import FeedWriter
 from chorus_common.natsserver import NatsServer, free_port
 from chorus_common.processes import ServiceProcess
 from chorus_common.signing import AgentKey
+from chorus_common.testing import wait_for
 
 from .conftest import ADMIN
 
-
-def _wait(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
+_wait = wait_for
 
 
 @pytest.mark.slow

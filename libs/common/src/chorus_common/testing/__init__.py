@@ -6,7 +6,7 @@ from chorus_common.testing._inprocess import serve_in_process
 from chorus_common.testing._metrics import metric_value
 from chorus_common.testing._recorder import ReceivedRequest, RequestRecorder
 from chorus_common.testing._redis import RedisServer
-from chorus_common.testing._wait import wait_until
+from chorus_common.testing._wait import wait_for, wait_until
 
 __all__ = [
     "NatsServer",
@@ -17,5 +17,6 @@ __all__ = [
     "free_port",
     "metric_value",
     "serve_in_process",
+    "wait_for",
     "wait_until",
 ]

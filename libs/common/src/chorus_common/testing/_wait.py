@@ -33,3 +33,16 @@ async def wait_until(
             detail = f" (last error: {last_error!r})" if last_error else ""
             raise TimeoutError(f"{message} not met within {timeout:.1f}s{detail}")
         await asyncio.sleep(interval)
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """The blocking twin of :func:`wait_until`, for tests that drive processes from plain
+    code: poll until ``condition()`` is truthy (returned), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} within {timeout}s")
+        time.sleep(interval)
