@@ -145,3 +145,34 @@ async def test_a_typed_node_asks_and_announces_as_the_previous_node_did(
             await beat
         for sub in subs:
             await sub.unsubscribe()
+
+
+async def test_a_damaged_copy_found_by_its_node_and_a_peer_at_once_is_counted_once(
+    bus_client: Bus, tmp_path: Path
+) -> None:
+    """The node's own repair finds the damage while a peer's repair sends a good copy: one
+    of them finds the damage and the other the good copy. Reading and replacing a key is
+    one writer at a time (both read the damaged copy before either wrote, and counted it)."""
+    found: list[int] = []
+    n = DhtNode(
+        bus_client,
+        "n2",
+        SqliteStorage(tmp_path / "n2.sqlite3"),
+        announce_interval=0.2,
+        on_corrupt=lambda: found.append(1),
+    )
+    await n.start()
+    try:
+        assert n.storage is not None
+        for _ in range(5):
+            found.clear()
+            damaged = {**_record(), "address": "ucxl://a:b@p:t/*^/changed.json"}
+            await n.storage.put(KEY, damaged)
+            store = {"op": "STORE", "from": "p1", "record": _record()}
+            _, answer = await asyncio.gather(
+                n._quarantine_damaged(KEY), _ask(bus_client, "n2", store)
+            )
+            assert answer == {"stored": True}
+            assert found == [1]
+    finally:
+        await n.stop()

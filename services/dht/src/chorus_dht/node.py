@@ -60,6 +60,9 @@ __all__ = [
     "record_digest",
 ]
 
+#: locks the keys of local copies are spread over (see DhtNode._key_lock)
+KEY_LOCK_STRIPES = 64
+
 if TYPE_CHECKING:
     from nats.aio.subscription import Subscription
 
@@ -166,6 +169,10 @@ class DhtNode:
         self.table = RoutingTable(self.node_id, k)
         self.peers: dict[str, Peer] = {}
         self.on_rpc, self.on_repair, self.on_corrupt = on_rpc, on_repair, on_corrupt
+        #: one lock per stripe of keys: what a key's copy is and what replaces it are decided
+        #: one writer at a time (two peers' repairs arriving together each read the damaged
+        #: copy before either wrote, and the damage was counted twice)
+        self._key_locks = [asyncio.Lock() for _ in range(KEY_LOCK_STRIPES)]
         self.last_hops = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._rpc = bus.topic(RPC)
@@ -360,15 +367,16 @@ class DhtNode:
             return RpcAnswer(error=f"address longer than {self.max_address_bytes} bytes")
         if not intact(record):
             return RpcAnswer(error="record digest does not match its content")
-        # past the cache: a copy damaged on disk behind a cached intact entry must be
-        # seen (and counted) here, or a peer's repair would overwrite it unnoticed
-        current = (await self.storage.get_many([record["key"]])).get(record["key"])
-        if current is not None and not intact(current):
-            self.on_corrupt()  # a peer's repair found our copy damaged and sent a good one
-            await self.storage.quarantine(record["key"], "digest mismatch")
-            await self.storage.put(record["key"], record)
-        elif current is None or current["version"] <= record["version"]:
-            await self.storage.put(record["key"], record)
+        async with self._key_lock(record["key"]):
+            # past the cache: a copy damaged on disk behind a cached intact entry must be
+            # seen (and counted) here, or a peer's repair would overwrite it unnoticed
+            current = (await self.storage.get_many([record["key"]])).get(record["key"])
+            if current is not None and not intact(current):
+                self.on_corrupt()  # a peer's repair found our copy damaged, sent a good one
+                await self.storage.quarantine(record["key"], "digest mismatch")
+                await self.storage.put(record["key"], record)
+            elif current is None or current["version"] <= record["version"]:
+                await self.storage.put(record["key"], record)
         peer = request.sender
         if peer is not None and peer != self.name:
             self.on_peer_store(peer, record["address"])
@@ -603,10 +611,14 @@ class DhtNode:
         """Put aside a local copy whose digest no longer matches, unless a peer's STORE
         replaced it since the page was read (re-read past the cache: it must see the disk)."""
         assert self.storage is not None
-        current = (await self.storage.get_many([key])).get(key)
-        if current is not None and not intact(current):
-            self.on_corrupt()
-            await self.storage.quarantine(key, "digest mismatch")
+        async with self._key_lock(key):
+            current = (await self.storage.get_many([key])).get(key)
+            if current is not None and not intact(current):
+                self.on_corrupt()
+                await self.storage.quarantine(key, "digest mismatch")
+
+    def _key_lock(self, key: str) -> asyncio.Lock:
+        return self._key_locks[int(key[:8], 16) % KEY_LOCK_STRIPES]
 
     async def _restore_quarantined(self) -> int:
         """Fetch a good copy of each quarantined key this node no longer holds from the
