@@ -220,7 +220,10 @@ def test_damaged_rows_are_quarantined_repaired_and_stop_nothing(trio: Trio) -> N
         intact = {r["address"] for r in local["records"] if r["intact"]}
         return keys >= {_row_key(x) for x in damaged} and intact >= set(first)
 
-    wait(restored, 20, "the damaged rows quarantined and restored from a replica")
+    try:
+        wait(restored, 20, "the damaged rows quarantined and restored from a replica")
+    except AssertionError as exc:  # what the node held and said, to see why
+        raise AssertionError(f"{exc}: {t.local(node)}\n{t.procs[node].log_tail()}") from None
     assert t.counter(node, "chorus_dht_quarantined_records_total") >= len(damaged)
     listing = t.http.get(f"{t.url(node)}/v1/ucxl", params={"prefix": "ucxl://gpt4:architect@"})
     assert listing.status_code == 200 and len(listing.json()["items"]) == len(first)
