@@ -206,7 +206,9 @@ def _corrupt(db: Path, address: str) -> None:
     for key, body in con.execute("SELECT key, body FROM records").fetchall():
         record = json.loads(body)
         if record["address"] == address:
-            record["sealed"]["ciphertext"] = "A" + record["sealed"]["ciphertext"][1:]
+            text = record["sealed"]["ciphertext"]
+            # another first character (an "A" over an "A" would change nothing)
+            record["sealed"]["ciphertext"] = ("B" if text[0] == "A" else "A") + text[1:]
             con.execute("UPDATE records SET body = ? WHERE key = ?", (json.dumps(record), key))
     con.commit()
     con.close()

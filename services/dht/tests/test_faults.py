@@ -191,7 +191,9 @@ def _damage(db: Path, address: str, how: str) -> None:
             damaged = json.dumps({"key": key, "note": "not a record"})
         else:  # bits flipped inside the ciphertext: the digest no longer matches
             record = json.loads(body)
-            record["sealed"]["ciphertext"] = "A" + record["sealed"]["ciphertext"][1:]
+            text = record["sealed"]["ciphertext"]
+            # another first character (an "A" over an "A" would change nothing)
+            record["sealed"]["ciphertext"] = ("B" if text[0] == "A" else "A") + text[1:]
             damaged = json.dumps(record)
         con.execute("UPDATE records SET body = ? WHERE key = ?", (damaged, key))
         con.commit()
