@@ -73,3 +73,43 @@ def test_a_forked_service_runs_like_an_execd_one(tmp_path: Path) -> None:
     assert out["session_leader"] is True  # a signal to `chorus up`'s group does not reach it
     assert out["exit"] == 0  # SIGTERM drains and exits cleanly, as an exec'd service does
     assert "dht ready on" in (tmp_path / "dht.log").read_text()
+
+
+def test_a_picked_port_taken_before_the_service_binds_it_is_picked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """port=0: the port is picked at start; when another socket takes it first (the service
+    exits with "address already in use"), the service is started on another one."""
+    import socket
+    import time
+
+    from chorus_common import processes
+    from chorus_common.natsserver import free_port, wait_for_port
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    picks = iter([taken.getsockname()[1]])
+    monkeypatch.setattr(
+        processes, "free_port", lambda host="127.0.0.1": next(picks, None) or free_port(host)
+    )
+    proc = processes.ServiceProcess(
+        instance="election",
+        service="election",
+        port=0,
+        env={"CHORUS_NATS_URL": "nats://127.0.0.1:1", "CHORUS_LICENSE_REQUIRED": "false"},
+        log_path=tmp_path / "election.log",
+    ).start()
+    try:
+        first = proc.port
+        assert first == taken.getsockname()[1]
+        deadline = time.monotonic() + 30
+        while proc.port == first or not proc.running:  # is_ready notices and starts it again
+            assert time.monotonic() < deadline, proc.log_tail()
+            proc.is_ready()
+            time.sleep(0.1)
+        assert "address already in use" in proc.log_tail()
+        wait_for_port("127.0.0.1", proc.port, 20)  # the service listens on its new port
+    finally:
+        proc.kill()
+        taken.close()

@@ -33,7 +33,7 @@ from typing import NoReturn, Protocol
 
 import httpx
 
-from chorus_common.natsserver import wait_stopped
+from chorus_common.natsserver import free_port, wait_stopped
 
 __all__ = [
     "SERVICE_ENTRY_POINTS",
@@ -55,6 +55,10 @@ SERVICE_ENTRY_POINTS = "chorus.services"
 def installed_services() -> dict[str, str]:
     """Service name → python module, for every installed package declaring one."""
     return {ep.name: ep.value for ep in entry_points(group=SERVICE_ENTRY_POINTS)}
+
+
+#: how often a service whose picked port was taken is started again on another
+PORT_RETRIES = 3
 
 
 def service_module(service: str) -> str:
@@ -189,7 +193,13 @@ def _run_forked_service(name: str, module: str, env: dict[str, str], log_path: P
 
 @dataclass
 class ServiceProcess:
-    """One running service: its instance name, port, environment and log file."""
+    """One running service: its instance name, port, environment and log file.
+
+    ``port=0`` picks a free port at start and, should something take it before the
+    service binds it (a free port is only free when it was looked at: a client socket
+    of any process may get it next), starts the service again on another, up to
+    :data:`PORT_RETRIES` times.
+    """
 
     instance: str
     service: str
@@ -210,12 +220,26 @@ class ServiceProcess:
     def __post_init__(self) -> None:
         if not self.module:
             self.module = service_module(self.service)
+        self._picks_port = self.port == 0
+        self._port_retries = 0
+
+    def _port_was_taken(self) -> bool:
+        """Whether the service died because its port was taken, and was started again."""
+        if not self._picks_port or self._port_retries >= PORT_RETRIES:
+            return False
+        if "address already in use" not in self.log_tail():
+            return False
+        self._port_retries += 1
+        self.start()
+        return True
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> ServiceProcess:
+        if self._picks_port:
+            self.port = free_port(self.host)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
@@ -261,6 +285,8 @@ class ServiceProcess:
             return ""
 
     def is_ready(self, timeout: float = 1.0) -> bool:
+        if not self.running:
+            self._port_was_taken()
         try:
             return httpx.get(f"{self.url}/health/ready", timeout=timeout).status_code == 200
         except httpx.HTTPError:
@@ -270,7 +296,7 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=1.0) as client:
             while time.monotonic() < deadline:
-                if not self.running:
+                if not self.running and not self._port_was_taken():
                     raise RuntimeError(
                         f"{self.instance} exited with code {self.exit_code}:\n{self.log_tail()}"
                     )

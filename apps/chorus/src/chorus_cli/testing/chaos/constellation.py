@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chorus_cli.roster import HA_REPLICAS, SERVICE_MODULES, replicas
-from chorus_common.natsserver import NatsCluster, NatsServer, free_port
+from chorus_common.natsserver import NatsCluster, NatsServer
 from chorus_common.processes import ServiceProcess
 
 __all__ = ["ChaosConstellation", "Fault"]
@@ -84,7 +84,7 @@ class ChaosConstellation:
                 instance=name,
                 service=service,
                 module=SERVICE_MODULES[service],
-                port=free_port(),
+                port=0,  # picked at start, and again should it be taken first
                 env={
                     **ENV,
                     "CHORUS_NATS_URL": self.cluster.url,
