@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -231,3 +232,34 @@ async def test_domain_routes_answer_503_until_setup_finishes(
         service.release.set()
         await wait_until(lambda: service.ready, timeout=10, message="ready")
         assert (await c.get("/v1/tasks/t1")).json() == {"id": "t1", "status": "open"}
+
+
+async def test_set_up_waits_out_a_jetstream_that_does_not_answer_yet(
+    make_settings: Callable[..., ChorusSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica (re)started while a NATS node is away gets timeouts from JetStream for a
+    while: it waits them out and becomes ready, rather than staying not ready for good."""
+    import nats.errors
+    from nats.js import JetStreamContext
+
+    from chorus_common.bus import Bus
+
+    real, connect = JetStreamContext.key_value, Bus.connect
+    refusals = {"left": 3, "armed": 0}
+
+    async def connected(self: Bus, **kwargs: Any) -> None:
+        await connect(self, **kwargs)
+        refusals["armed"] = 1  # the topology is declared: the refusals are set-up's
+
+    async def flaky(self: JetStreamContext, bucket: str) -> Any:
+        if refusals["armed"] and refusals["left"] > 0:
+            refusals["left"] -= 1
+            raise nats.errors.TimeoutError
+        return await real(self, bucket)
+
+    monkeypatch.setattr(Bus, "connect", connected)
+    monkeypatch.setattr(JetStreamContext, "key_value", flaky)
+    service = ProbeService(make_settings())
+    async with serve_in_process(service) as url, httpx.AsyncClient(base_url=url) as client:
+        assert (await client.get("/health/ready")).status_code == 200
+    assert refusals["left"] == 0

@@ -42,7 +42,7 @@ from chorus_common import tracing
 from chorus_common.aio import cancel_and_wait
 from chorus_common.backbeat import Tracker
 from chorus_common.bodies import check_body
-from chorus_common.bus import Bus
+from chorus_common.bus import Bus, retry_until
 from chorus_common.config import ChorusSettings, load_settings
 from chorus_common.dependencies import requirement
 from chorus_common.errors import (
@@ -75,6 +75,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("chorus.service")
+#: how long set-up waits for a NATS server or JetStream that is briefly away
+SETUP_BUS_WAIT_SECONDS = 120.0
 T = TypeVar("T")
 
 PROBLEM_JSON = "application/problem+json"
@@ -376,8 +378,16 @@ class Service:
 
     async def _connect_and_setup(self) -> None:
         await self.bus.connect(timeout=float("inf"))
-        # enrolled tokens (identity.<digest>) live in the registry every service can read
-        self.tokens.kv = await self.bus.jetstream.key_value(BUCKET_REGISTRY)
+        # enrolled tokens (identity.<digest>) live in the registry every service can read;
+        # a replica (re)starting while a NATS node is away waits for it rather than staying
+        # not ready for good (the chaos run caught HAP there)
+        self.tokens.kv = await retry_until(
+            time.monotonic() + SETUP_BUS_WAIT_SECONDS,
+            lambda: self.bus.jetstream.key_value(BUCKET_REGISTRY),
+            what=f"the registry bucket for {self.name}",
+            retry_on=(nats.errors.Error, TimeoutError),
+            give_up=lambda exc: f"the registry bucket did not open: {exc!r}",
+        )
         self.micro = await nats.micro.add_service(
             self.bus.client,
             name=f"chorus-{self.name}",
