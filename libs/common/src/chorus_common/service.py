@@ -65,6 +65,7 @@ from chorus_common.topology import BUCKET_REGISTRY
 
 __all__ = [
     "ALWAYS_SERVED",
+    "BODY_CHECKED",
     "MicroHandler",
     "Service",
     "api_routes",
@@ -75,6 +76,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("chorus.service")
+#: the request state key under which the body guard leaves the body it checked
+BODY_CHECKED = "chorus_body_checked"
 #: how long set-up waits for a NATS server or JetStream that is briefly away
 SETUP_BUS_WAIT_SECONDS = 120.0
 T = TypeVar("T")
@@ -812,6 +815,8 @@ class _BodyGuard:
             self.service.metrics.system.errors.labels(exc.code).inc()
             await problem_response(exc, scope.get("path"))(scope, receive, send)
             return
+        # a route that reads its body itself need not check it again (the publish path)
+        scope.setdefault("state", {})[BODY_CHECKED] = body
         whole = {"type": "http.request", "body": body, "more_body": False}
         await self.app(scope, _replay([whole], receive), send)
 
